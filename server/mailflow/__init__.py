@@ -1,0 +1,3 @@
+"""mailflow: a GraphQL reporting backend for mail that crosses an organization's boundary."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The database: connections, migrations, organizations, facts and tokens."""

@@ -1,0 +1,85 @@
+"""Fixtures shared by every test: a real PostgreSQL, one fresh database per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from mailflow.store.embedded import EmbeddedPostgres
+from mailflow.store.migrate import migrate
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = (REPO.parent / "shared" / "realdata").resolve()
+TEMPLATE = "mailflow_template"
+_database_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL server for the whole run, in a temporary directory."""
+    data_dir = Path(tempfile.mkdtemp(prefix="mailflow-test-pg-"))
+    data_dir.chmod(0o755)
+    os.environ.setdefault("MAILFLOW_EMBEDDED_FAST", "1")
+    server = EmbeddedPostgres(data_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def template_database(postgres: EmbeddedPostgres) -> str:
+    """A migrated database that each test's database is copied from."""
+    admin = await asyncpg.connect(postgres.dsn("postgres"))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await admin.close()
+    connection = await asyncpg.connect(postgres.dsn(TEMPLATE))
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+    return TEMPLATE
+
+
+@pytest.fixture
+async def database_url(postgres: EmbeddedPostgres, template_database: str) -> AsyncIterator[str]:
+    """The DSN of a fresh, migrated database that is dropped after the test."""
+    name = f"mailflow_test_{os.getpid()}_{next(_database_numbers)}"
+    admin = await asyncpg.connect(postgres.dsn("postgres"))
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
+        yield postgres.dsn(name)
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on the test's database."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    assert pool is not None
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def realdata(*parts: str) -> Path:
+    """A file under ../shared/realdata, or skip the test when it is absent."""
+    path = REALDATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (../shared/realdata beside the repo)")
+    return path
