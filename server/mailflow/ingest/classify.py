@@ -1,0 +1,228 @@
+"""Assign each message fact the connector it crossed the boundary through.
+
+Inbound facts are matched against inbound connectors by client TLS certificate
+name (``peer_host``), client IP (``peer_ip`` within ``client_ips``) or sender
+domain; outbound facts against outbound connectors by smart host (``peer_host``
+or ``peer_ip``) or any of their recipient domains. A fact that matches nothing
+keeps ``connector_id = None``: it is counted under "no connector", never dropped.
+
+Domain rules are exact names or ``*.example.com``, which matches every
+subdomain of example.com at any depth but not example.com itself (as a TLS
+wildcard would not); list both to cover both.
+
+When several connectors match, the most specific wins, compared in this order:
+
+1. the kind of evidence: inbound, a certificate name beats a client IP, which
+   beats a sender domain (the sender domain is the easiest to forge); outbound,
+   a smart host beats a recipient domain (it names the route actually taken);
+2. within a kind, an exact name beats a wildcard, a wildcard on a longer suffix
+   beats a shorter one, and a longer CIDR prefix beats a shorter one;
+3. remaining ties go to the connector whose name sorts first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import TypeAlias
+
+import asyncpg
+
+from mailflow.domain import Connector, Direction, MessageFact
+from mailflow.store.organizations import load_connectors
+
+# Lower sorts first and wins: (-evidence, -exact, -suffix labels or prefix length, name, id).
+Rank: TypeAlias = tuple[int, int, int, str, int]
+IpAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Evidence strength, higher is stronger.
+CERTIFICATE, CLIENT_IP, SENDER_DOMAIN = 3, 2, 1
+SMART_HOST, RECIPIENT_DOMAIN = 2, 1
+
+CACHE_SIZE = 65_536
+
+
+class NameRules:
+    """Exact and ``*.`` wildcard names, each mapped to the best-ranked connector listing it."""
+
+    def __init__(self) -> None:
+        self.exact: dict[str, Rank] = {}
+        self.wildcard: dict[str, Rank] = {}
+
+    def add(self, pattern: str, evidence: int, connector: Connector) -> None:
+        name = normalize_name(pattern)
+        if name.startswith("*."):
+            suffix = name[2:]
+            rank = (-evidence, 0, -(suffix.count(".") + 1), connector.name, connector.id)
+            _keep_best(self.wildcard, suffix, rank)
+        else:
+            _keep_best(self.exact, name, (-evidence, -1, 0, connector.name, connector.id))
+
+    def best(self, name: str) -> Rank | None:
+        """The best rank among the rules that match ``name`` (already normalized)."""
+        found = self.exact.get(name)
+        if found is not None or not self.wildcard:
+            return found
+        dot = name.find(".")
+        while dot != -1:
+            wildcard = self.wildcard.get(name[dot + 1:])
+            if wildcard is not None:
+                return wildcard  # the first suffix found is the longest
+            dot = name.find(".", dot + 1)
+        return None
+
+
+class NetworkRules:
+    """CIDR ranges per prefix length, longest prefix first, mapped to the best-ranked connector."""
+
+    def __init__(self, evidence: int) -> None:
+        self.evidence = evidence
+        self.by_prefix: dict[tuple[int, int], dict[int, Rank]] = {}
+        self.lookups: list[tuple[int, int, dict[int, Rank]]] = []
+
+    def add(self, cidr: str, connector: Connector) -> None:
+        network = ipaddress.ip_network(cidr, strict=False)
+        table = self.by_prefix.setdefault((network.version, network.prefixlen), {})
+        rank = (-self.evidence, 0, -network.prefixlen, connector.name, connector.id)
+        _keep_best(table, int(network.network_address), rank)
+        self.lookups = sorted(
+            ((version, prefix, table) for (version, prefix), table in self.by_prefix.items()),
+            key=lambda lookup: -lookup[1],
+        )
+
+    def best(self, address: IpAddress) -> Rank | None:
+        value, version = int(address), address.version
+        width = 32 if version == 4 else 128
+        for lookup_version, prefix, table in self.lookups:
+            if lookup_version != version:
+                continue
+            found = table.get(value >> (width - prefix) << (width - prefix))
+            if found is not None:
+                return found
+        return None
+
+
+class Classifier:
+    """Picks the connector of each message fact; build once per ingest, call ``assign`` per fact."""
+
+    def __init__(self, connectors: Sequence[Connector]) -> None:
+        self.connectors = {connector.id: connector for connector in connectors}
+        self.certificates = NameRules()
+        self.client_ips = NetworkRules(CLIENT_IP)
+        self.sender_domains = NameRules()
+        self.smart_host_names: dict[str, Rank] = {}
+        self.smart_host_ips: dict[IpAddress, Rank] = {}
+        self.recipient_domains = NameRules()
+        self._cache: dict[tuple[object, ...], int | None] = {}
+        for connector in sorted(connectors, key=lambda connector: connector.name):
+            if connector.direction is Direction.INBOUND:
+                self._add_inbound(connector)
+            else:
+                self._add_outbound(connector)
+
+    def assign(self, fact: MessageFact) -> MessageFact:
+        """The fact with ``connector_id`` set to its connector, or to None when none matches."""
+        connector_id = self.connector_id(fact)
+        if connector_id == fact.connector_id:
+            return fact
+        return dataclasses.replace(fact, connector_id=connector_id)
+
+    def match(self, fact: MessageFact) -> Connector | None:
+        """The connector the fact crossed the boundary through, if any."""
+        connector_id = self.connector_id(fact)
+        return None if connector_id is None else self.connectors[connector_id]
+
+    def connector_id(self, fact: MessageFact) -> int | None:
+        if fact.direction is Direction.INBOUND:
+            key: tuple[object, ...] = (fact.direction, fact.peer_host, fact.peer_ip,
+                                       fact.sender_domain)
+        else:
+            key = (fact.direction, fact.peer_host, fact.peer_ip, fact.recipient_domains)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        if fact.direction is Direction.INBOUND:
+            rank = self._best_inbound(fact)
+        else:
+            rank = self._best_outbound(fact)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        connector_id = None if rank is None else rank[4]
+        self._cache[key] = connector_id
+        return connector_id
+
+    def _best_inbound(self, fact: MessageFact) -> Rank | None:
+        found: list[Rank | None] = []
+        if fact.peer_host:
+            found.append(self.certificates.best(normalize_name(fact.peer_host)))
+        address = parse_address(fact.peer_ip)
+        if address is not None:
+            found.append(self.client_ips.best(address))
+        if fact.sender_domain:
+            found.append(self.sender_domains.best(normalize_name(fact.sender_domain)))
+        return _min_rank(found)
+
+    def _best_outbound(self, fact: MessageFact) -> Rank | None:
+        found: list[Rank | None] = []
+        if fact.peer_host:
+            found.append(self.smart_host_names.get(normalize_name(fact.peer_host)))
+        address = parse_address(fact.peer_ip)
+        if address is not None:
+            found.append(self.smart_host_ips.get(address))
+        for domain in fact.recipient_domains:
+            found.append(self.recipient_domains.best(normalize_name(domain)))
+        return _min_rank(found)
+
+    def _add_inbound(self, connector: Connector) -> None:
+        for name in connector.tls_cert_names:
+            self.certificates.add(name, CERTIFICATE, connector)
+        for cidr in connector.client_ips:
+            self.client_ips.add(cidr, connector)
+        for domain in connector.sender_domains:
+            self.sender_domains.add(domain, SENDER_DOMAIN, connector)
+
+    def _add_outbound(self, connector: Connector) -> None:
+        rank = (-SMART_HOST, -1, 0, connector.name, connector.id)
+        for host in connector.smart_hosts:
+            address = parse_address(host.strip("[]"))
+            if address is None:
+                _keep_best(self.smart_host_names, normalize_name(host), rank)
+            else:
+                _keep_best(self.smart_host_ips, address, rank)
+        for domain in connector.recipient_domains:
+            self.recipient_domains.add(domain, RECIPIENT_DOMAIN, connector)
+
+
+async def load_classifier(connection: asyncpg.Connection, organization_id: int) -> Classifier:
+    """A classifier over the organization's connectors as they are now."""
+    return Classifier(await load_connectors(connection, organization_id))
+
+
+def normalize_name(name: str) -> str:
+    """A host or domain name as rules compare it: lower case, no trailing dot."""
+    return name.lower().rstrip(".")
+
+
+def parse_address(text: str | None) -> IpAddress | None:
+    """The IP address in ``text``, IPv4-mapped IPv6 as IPv4; None when it is not one."""
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _keep_best[K](table: dict[K, Rank], key: K, rank: Rank) -> None:
+    current = table.get(key)
+    if current is None or rank < current:
+        table[key] = rank
+
+
+def _min_rank(ranks: Iterable[Rank | None]) -> Rank | None:
+    return min((rank for rank in ranks if rank is not None), default=None)

@@ -1,0 +1,56 @@
+"""Run the API under uvicorn, with the database started before and stopped after it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+
+from mailflow.api.app import create_app
+from mailflow.settings import Settings
+from mailflow.store.db import open_database
+
+log = logging.getLogger("mailflow.server")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that shuts down on SIGINT and SIGTERM without re-raising the signal.
+
+    uvicorn re-raises a caught signal once it has stopped; for SIGTERM that kills
+    the process before the embedded PostgreSQL is stopped. Here the signal only
+    asks for a graceful stop, and ``run_server`` then stops the database.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
+async def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
+    """Open the database, load the demo if asked, and serve until a signal arrives."""
+    async with open_database(settings) as pool:
+        demo_organization_id = None
+        if demo:
+            from mailflow.demo import load_demo
+
+            organization_id = await load_demo(pool)
+            if settings.database_url is None:
+                demo_organization_id = organization_id
+                log.info("the demo organization is open without a token on this embedded database")
+            else:
+                log.info("demo loaded; create a token with 'mailflow token create --org demo'")
+        app = create_app(pool, settings, demo_organization_id=demo_organization_id)
+        config = uvicorn.Config(app, host=host, port=port, log_config=None,
+                                proxy_headers=True, server_header=False)
+        await _Server(config).serve()
+
+
+def run_server(settings: Settings, *, host: str, port: int, demo: bool) -> None:
+    """Serve until SIGINT or SIGTERM, then stop everything this process started."""
+    asyncio.run(serve(settings, host=host, port=port, demo=demo))
+    log.info("mailflow stopped")
