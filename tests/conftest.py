@@ -81,5 +81,6 @@ def realdata(*parts: str) -> Path:
     """A file under ../shared/realdata, or skip the test when it is absent."""
     path = REALDATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real data not available: {path} is absent (../shared/realdata beside the repo)")
+        pytest.skip(f"real data not available: {path} is absent "
+                    "(it lives in ../shared/realdata beside the repository)")
     return path

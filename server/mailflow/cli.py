@@ -175,8 +175,10 @@ def ingest_postfix(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(envvar="MAILFLOW_HOST",
+                                      help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, envvar="MAILFLOW_PORT",
+                                      help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option(
         "--demo", help="Load the demo organization; on the embedded database it is "
                        "readable without a token.")] = False,

@@ -25,9 +25,11 @@ log = logging.getLogger("mailflow.demo")
 DEMO_ORGANIZATION = "demo"
 DEMO_DAYS = 30
 
-DEMO_CONFIG = {
+ACCEPTED_DOMAINS = ("contoso.example", "contoso-mail.example")
+
+DEMO_CONFIG: dict[str, object] = {
     "organization": DEMO_ORGANIZATION,
-    "accepted_domains": ["contoso.example", "contoso-mail.example"],
+    "accepted_domains": list(ACCEPTED_DOMAINS),
     "internal_networks": ["198.51.100.0/26"],
     "connectors": [
         {"name": "Fabrikam partner (inbound)", "direction": "inbound", "kind": "partner",
@@ -108,7 +110,7 @@ def demo_facts(day: date) -> Iterator[MessageFact]:
             hour = min(23, max(0, int(rng.gauss(13, 4))))
             moment = datetime.combine(day, time(hour, rng.randrange(60), rng.randrange(60)), UTC)
             peer_domain = rng.choice(route.peer_domains)
-            ours = rng.choice(DEMO_CONFIG["accepted_domains"])  # type: ignore[arg-type]
+            ours = rng.choice(ACCEPTED_DOMAINS)
             inbound = route.direction is Direction.INBOUND
             recipients = 1 if rng.random() < 0.8 else rng.randint(2, 6)
             yield MessageFact(

@@ -24,23 +24,27 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import socket
 from collections.abc import Iterable, Sequence
-from typing import TypeAlias
-
-import asyncpg
+from typing import TypeAlias, TypeVar
 
 from mailflow.domain import Connector, Direction, MessageFact
-from mailflow.store.organizations import load_connectors
+from mailflow.ingest.network import DEFAULT_INTERNAL_NETWORKS, BoundaryPolicy
+from mailflow.store.connection import Connection
+from mailflow.store.organizations import load_connectors, load_internal_networks
 
 # Lower sorts first and wins: (-evidence, -exact, -suffix labels or prefix length, name, id).
 Rank: TypeAlias = tuple[int, int, int, str, int]
-IpAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+# An IP address as (version, integer value), parsed without the cost of ipaddress objects.
+Address: TypeAlias = tuple[int, int]
 
 # Evidence strength, higher is stronger.
 CERTIFICATE, CLIENT_IP, SENDER_DOMAIN = 3, 2, 1
 SMART_HOST, RECIPIENT_DOMAIN = 2, 1
 
 CACHE_SIZE = 65_536
+
+Key = TypeVar("Key")
 
 
 class NameRules:
@@ -91,8 +95,8 @@ class NetworkRules:
             key=lambda lookup: -lookup[1],
         )
 
-    def best(self, address: IpAddress) -> Rank | None:
-        value, version = int(address), address.version
+    def best(self, address: Address) -> Rank | None:
+        version, value = address
         width = 32 if version == 4 else 128
         for lookup_version, prefix, table in self.lookups:
             if lookup_version != version:
@@ -112,7 +116,7 @@ class Classifier:
         self.client_ips = NetworkRules(CLIENT_IP)
         self.sender_domains = NameRules()
         self.smart_host_names: dict[str, Rank] = {}
-        self.smart_host_ips: dict[IpAddress, Rank] = {}
+        self.smart_host_ips: dict[Address, Rank] = {}
         self.recipient_domains = NameRules()
         self._cache: dict[tuple[object, ...], int | None] = {}
         for connector in sorted(connectors, key=lambda connector: connector.name):
@@ -157,7 +161,7 @@ class Classifier:
         found: list[Rank | None] = []
         if fact.peer_host:
             found.append(self.certificates.best(normalize_name(fact.peer_host)))
-        address = parse_address(fact.peer_ip)
+        address = parse_address(fact.peer_ip) if self.client_ips.lookups else None
         if address is not None:
             found.append(self.client_ips.best(address))
         if fact.sender_domain:
@@ -168,7 +172,7 @@ class Classifier:
         found: list[Rank | None] = []
         if fact.peer_host:
             found.append(self.smart_host_names.get(normalize_name(fact.peer_host)))
-        address = parse_address(fact.peer_ip)
+        address = parse_address(fact.peer_ip) if self.smart_host_ips else None
         if address is not None:
             found.append(self.smart_host_ips.get(address))
         for domain in fact.recipient_domains:
@@ -195,7 +199,7 @@ class Classifier:
             self.recipient_domains.add(domain, RECIPIENT_DOMAIN, connector)
 
 
-async def load_classifier(connection: asyncpg.Connection, organization_id: int) -> Classifier:
+async def load_classifier(connection: Connection, organization_id: int) -> Classifier:
     """A classifier over the organization's connectors as they are now."""
     return Classifier(await load_connectors(connection, organization_id))
 
@@ -205,20 +209,22 @@ def normalize_name(name: str) -> str:
     return name.lower().rstrip(".")
 
 
-def parse_address(text: str | None) -> IpAddress | None:
+def parse_address(text: str | None) -> Address | None:
     """The IP address in ``text``, IPv4-mapped IPv6 as IPv4; None when it is not one."""
     if not text:
         return None
     try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
+        if ":" not in text:
+            return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    except (OSError, ValueError):
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+    if value >> 32 == 0xFFFF:
+        return 4, value & 0xFFFF_FFFF
+    return 6, value
 
 
-def _keep_best[K](table: dict[K, Rank], key: K, rank: Rank) -> None:
+def _keep_best(table: dict[Key, Rank], key: Key, rank: Rank) -> None:
     current = table.get(key)
     if current is None or rank < current:
         table[key] = rank
@@ -226,3 +232,18 @@ def _keep_best[K](table: dict[K, Rank], key: K, rank: Rank) -> None:
 
 def _min_rank(ranks: Iterable[Rank | None]) -> Rank | None:
     return min((rank for rank in ranks if rank is not None), default=None)
+
+
+async def load_boundary_policy(
+    connection: Connection, organization_id: int
+) -> BoundaryPolicy:
+    """The boundary policy of an organization: the default internal networks plus its own.
+
+    Declared networks add to the defaults (loopback, private and link-local
+    ranges) rather than replacing them, so a content filter that re-injects
+    mail over loopback is never mistaken for mail arriving from outside.
+    """
+    declared = await load_internal_networks(connection, organization_id)
+    networks = list(DEFAULT_INTERNAL_NETWORKS)
+    networks.extend(network for network in declared if network not in networks)
+    return BoundaryPolicy(tuple(networks))

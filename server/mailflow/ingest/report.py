@@ -30,5 +30,6 @@ class IngestReport:
         total = sum(self.skipped.values())
         if not total:
             return f"{text}, no lines skipped"
-        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.skipped.items()))
+        ranked = sorted(self.skipped.items(), key=lambda item: (-item[1], item[0]))
+        kinds = ", ".join(f"{count} {kind}" for kind, count in ranked)
         return f"{text}, {total} {'line' if total == 1 else 'lines'} skipped: {kinds}"

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 import asyncpg
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from mailflow.ingest.classify import load_classifier
+from mailflow.ingest.classify import load_boundary_policy, load_classifier
 from mailflow.ingest.pipeline import LoadResult, load_facts
 from mailflow.ingest.postfix import parse_postfix
 from mailflow.ingest.report import IngestReport
 from mailflow.ingest.sources import input_size, newest_modification_time, read_lines
-from mailflow.store.organizations import ensure_organization, load_boundary_policy
+from mailflow.store.organizations import ensure_organization
 
 log = logging.getLogger("mailflow.ingest")
 

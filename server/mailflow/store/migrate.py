@@ -14,8 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
-
+from mailflow.store.connection import Connection
 from mailflow.store.sql import sql_dir
 
 log = logging.getLogger("mailflow.migrate")
@@ -54,7 +53,7 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
     return migrations
 
 
-async def pending_migrations(connection: asyncpg.Connection) -> list[Migration]:
+async def pending_migrations(connection: Connection) -> list[Migration]:
     """Migrations not yet applied; raises when an applied file has changed since."""
     await connection.execute(
         """
@@ -83,7 +82,7 @@ async def pending_migrations(connection: asyncpg.Connection) -> list[Migration]:
     return pending
 
 
-async def migrate(connection: asyncpg.Connection) -> list[Migration]:
+async def migrate(connection: Connection) -> list[Migration]:
     """Apply pending migrations, one transaction each; return those applied."""
     await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
     try:

@@ -1,0 +1,1 @@
+"""The GraphQL API: schema, request context, authentication and the Starlette application."""

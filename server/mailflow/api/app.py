@@ -1,0 +1,136 @@
+"""The Starlette application: GraphQL (and GraphiQL) at /graphql, scoped per organization."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+import asyncpg
+from cross_web import HTTPException, StarletteRequestAdapter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from mailflow.api.auth import UnauthenticatedError, organization_of, unauthenticated_response
+from mailflow.api.context import RequestContext
+from mailflow.api.errors import (
+    BAD_REQUEST,
+    INTERNAL_MESSAGE,
+    INTERNAL_SERVER_ERROR,
+    error_body,
+    escaped_error,
+    has_code,
+)
+from mailflow.api.graphiql import graphiql_page, graphiql_routes
+from mailflow.api.schema import schema
+from mailflow.reports.loaders import ReportLoaders
+from mailflow.reports.ranges import utc_today
+from mailflow.settings import Settings
+
+log = logging.getLogger("mailflow.api")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A request id from a load balancer is kept when it is this plain; anything else is replaced.
+PLAIN_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class GraphQLView(GraphQL[RequestContext, None]):
+    """strawberry's ASGI view, run by ``GraphQLEndpoint`` with a context it has built."""
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        # Errors raised inside an extension's hook skip the error boundary; code them here.
+        if result.errors and not all(has_code(error) for error in result.errors):
+            request_id = request.state.request_id
+            result.errors = [
+                error if has_code(error) else escaped_error(error, request_id)
+                for error in result.errors
+            ]
+        return await super().process_result(request, result)
+
+
+class GraphQLEndpoint:
+    """Serves /graphql: GraphiQL to browsers, and queries scoped to the caller's organization."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, settings: Settings, demo_organization_id: int | None
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.demo_organization_id = demo_organization_id
+        self.view = GraphQLView(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one request; every answer carries its request id."""
+        request_id = _request_id(request)
+        request.state.request_id = request_id
+        try:
+            response = await self._answer(request, request_id)
+        except UnauthenticatedError as error:
+            response = unauthenticated_response(error)
+        except Exception:
+            log.exception(
+                "request %s failed outside GraphQL execution; the client saw only "
+                "'Internal server error' and the request id",
+                request_id, extra={"request_id": request_id},
+            )
+            response = JSONResponse(
+                error_body(INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, requestId=request_id),
+                status_code=500,
+            )
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+    async def _answer(self, request: Request, request_id: str) -> Response:
+        if self.view.should_render_graphql_ide(StarletteRequestAdapter(request)):
+            return graphiql_page(request)
+
+        # One connection per request: authentication and every loader share it, so a request
+        # costs one pool checkout (and one reset) however many reads it makes.
+        async with self.pool.acquire() as connection:
+            organization_id = await organization_of(
+                request, connection, demo_organization_id=self.demo_organization_id
+            )
+            context = RequestContext(
+                organization_id=organization_id,
+                request_id=request_id,
+                settings=self.settings,
+                loaders=ReportLoaders(connection, organization_id),
+                today=utc_today(),
+            )
+            try:
+                return await self.view.run(request, context=context)
+            except HTTPException as error:
+                # A body that is no GraphQL request at all (bad JSON, no query).
+                return JSONResponse(
+                    error_body(error.reason, BAD_REQUEST), status_code=error.status_code
+                )
+
+
+def create_app(
+    pool: asyncpg.Pool, settings: Settings, *, demo_organization_id: int | None = None
+) -> Starlette:
+    """The API on ``pool``; without a token, requests read ``demo_organization_id`` if given."""
+    endpoint = GraphQLEndpoint(pool, settings, demo_organization_id)
+    return Starlette(
+        routes=[
+            Route("/", _to_graphql, methods=["GET", "HEAD"]),
+            Route("/graphql", endpoint.handle, methods=["GET", "POST"], name="graphql"),
+            *graphiql_routes(),
+        ]
+    )
+
+
+async def _to_graphql(request: Request) -> Response:
+    return RedirectResponse(request.scope.get("root_path", "") + "/graphql")
+
+
+def _request_id(request: Request) -> str:
+    offered = request.headers.get(REQUEST_ID_HEADER, "")
+    return offered if PLAIN_REQUEST_ID.match(offered) else uuid.uuid4().hex

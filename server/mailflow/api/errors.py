@@ -1,0 +1,126 @@
+"""The one boundary where errors become what a client sees: a message and ``extensions.code``.
+
+Domain errors (MailflowError) keep their text and code. graphql-core's own errors keep their
+text: GRAPHQL_PARSE_FAILED for syntax, GRAPHQL_VALIDATION_FAILED for a document that does not
+fit the schema, BAD_USER_INPUT for variables that do not fit their types. Anything else is a
+bug or an outage: the client gets "Internal server error" and a request id, the log gets the
+exception. No stack trace, SQL or data of another organization ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.extensions import SchemaExtension
+
+from mailflow.errors import MailflowError
+
+log = logging.getLogger("mailflow.api")
+
+INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+INTERNAL_MESSAGE = "Internal server error"
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+BAD_USER_INPUT = "BAD_USER_INPUT"
+BAD_REQUEST = "BAD_REQUEST"
+
+
+class ErrorBoundary(SchemaExtension):
+    """Rewrite every error of an operation into one a client may see (one instance per request)."""
+
+    def __init__(self) -> None:
+        self._executing = False
+
+    def on_execute(self) -> Iterator[None]:
+        self._executing = True
+        yield
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        request_id = getattr(self.execution_context.context, "request_id", None)
+        result.errors = [
+            client_error(error, executing=self._executing, request_id=request_id)
+            for error in result.errors
+        ]
+
+
+def client_error(error: GraphQLError, *, executing: bool, request_id: str | None) -> GraphQLError:
+    """``error`` as a client may see it, with ``extensions.code``.
+
+    Before execution every error is about the document; during execution an error without a
+    field path is about the variables, and one with a path that is no domain error is ours.
+    """
+    cause = error.original_error
+    if isinstance(cause, MailflowError):
+        return _with_code(error, str(cause), cause.code)
+    if isinstance(error, GraphQLSyntaxError):
+        return _with_code(error, error.message, PARSE_FAILED)
+    if not executing:
+        return _with_code(error, error.message, VALIDATION_FAILED)
+    if error.path is None:
+        return _with_code(error, error.message, BAD_USER_INPUT)
+    return internal_error(error, request_id)
+
+
+def escaped_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    """An error raised where the boundary could not see it, from an extension's hook.
+
+    ParserCache parses inside its hook, so a syntax error arrives here; anything else is ours.
+    """
+    cause = error.original_error
+    if isinstance(cause, MailflowError):
+        return _with_code(error, str(cause), cause.code)
+    if isinstance(error, GraphQLSyntaxError):
+        return _with_code(error, error.message, PARSE_FAILED)
+    return internal_error(error, request_id)
+
+
+def internal_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    """The masked form of an unexpected error, which is logged here with its cause."""
+    cause = error.original_error or error
+    log.error(
+        "%s failed with %s in request %s; the client saw only 'Internal server error' and the "
+        "request id",
+        _path(error), type(cause).__name__, request_id,
+        exc_info=(type(cause), cause, cause.__traceback__),
+        extra={"request_id": request_id, "graphql_path": error.path},
+    )
+    return GraphQLError(
+        INTERNAL_MESSAGE,
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": INTERNAL_SERVER_ERROR, "requestId": request_id},
+    )
+
+
+def has_code(error: GraphQLError) -> bool:
+    """Whether ``error`` already passed the boundary."""
+    return bool(error.extensions and "code" in error.extensions)
+
+
+def error_body(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    """A GraphQL-shaped response body with one error, for answers given outside execution."""
+    return {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+
+
+def _with_code(error: GraphQLError, message: str, code: str) -> GraphQLError:
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+def _path(error: GraphQLError) -> str:
+    if not error.path:
+        return "the operation"
+    return "field " + ".".join(str(part) for part in error.path)

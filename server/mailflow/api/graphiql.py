@@ -1,0 +1,157 @@
+"""GraphiQL for browsers at /graphql, loaded from the package's own assets rather than a CDN.
+
+The headers editor opens prefilled with ``{}``, under a line that says how to add a bearer
+token: a placeholder token would be sent as is and refused, and JSON has no comments to
+hold the hint. Headers are not persisted, so a token does not outlive the tab in the
+browser's storage; GraphiQL's settings let a user turn persistence on. The page carries the
+schema's introspection, so completion and docs work before a token is entered.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from functools import cache
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from mailflow.api.schema import schema
+
+ASSETS_DIR = Path(__file__).parent / "static" / "graphiql"
+ASSETS_PATH = "/static/graphiql"
+
+DEFAULT_QUERY = """\
+query Dashboard {
+  mailFlow(direction: INBOUND) {
+    date
+    messages
+    byTls { version messages }
+  }
+  tlsBreakdown {
+    total
+    versions { version messages percent }
+  }
+  insights {
+    kind
+    value
+    threshold
+    connector { name }
+  }
+  connectors {
+    name
+    direction
+    kind
+    tlsBreakdown { total }
+  }
+}
+"""
+
+TOKEN_HINT = (
+    "To read your organization, open <b>Headers</b> below and enter "
+    '<code>{"Authorization": "Bearer &lt;token&gt;"}</code> with a token from '
+    "<code>mailflow token create</code>. Without it, queries read the demo organization "
+    "if this server has one. Headers are not saved in this browser."
+)
+
+_PAGE = """\
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mailflow · GraphiQL</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{assets}/graphiql.min.css">
+<style>
+  html, body {{ height: 100%; margin: 0; }}
+  body {{ display: flex; flex-direction: column; }}
+  .mailflow-hint {{
+    margin: 0; padding: 6px 12px; font: 13px/1.4 system-ui, sans-serif;
+    color: #3f3f46; background: #f4f4f5; border-bottom: 1px solid #e4e4e7;
+  }}
+  .mailflow-hint code {{ font-size: 12px; }}
+  @media (prefers-color-scheme: dark) {{
+    .mailflow-hint {{ color: #d4d4d8; background: #18181b; border-color: #3f3f46; }}
+  }}
+  #graphiql {{ flex: 1; min-height: 0; display: flex; }}
+</style>
+</head>
+<body>
+<p class="mailflow-hint">{hint}</p>
+<div id="graphiql">Loading GraphiQL…</div>
+<script type="application/json" id="graphiql-config">{config}</script>
+<script src="{assets}/react.production.min.js"></script>
+<script src="{assets}/react-dom.production.min.js"></script>
+<script src="{assets}/graphiql.min.js"></script>
+<script>{boot}</script>
+</body>
+</html>
+"""
+
+_BOOT = """
+const config = JSON.parse(document.getElementById("graphiql-config").textContent);
+const root = ReactDOM.createRoot(document.getElementById("graphiql"));
+root.render(React.createElement(GraphiQL, {
+  fetcher: GraphiQL.createFetcher({ url: config.endpoint }),
+  schema: config.schema,
+  defaultQuery: config.query,
+  defaultHeaders: config.headers,
+  defaultEditorToolsVisibility: "headers",
+  isHeadersEditorEnabled: true,
+  shouldPersistHeaders: false,
+}));
+"""
+_BOOT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(_BOOT.encode()).digest()).decode()
+
+# The page loads and queries nothing but this server, and runs only its own scripts.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'none'",
+    f"script-src 'self' '{_BOOT_HASH}'",
+    # GraphiQL and CodeMirror position their panes with style attributes.
+    "style-src 'self' 'unsafe-inline'",
+    "font-src 'self' data:",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'self'",
+])
+
+
+def graphiql_routes() -> list[BaseRoute]:
+    """The routes that serve GraphiQL's scripts and styles."""
+    return [Mount(ASSETS_PATH, app=StaticFiles(directory=ASSETS_DIR), name="graphiql-assets")]
+
+
+def graphiql_page(request: Request) -> HTMLResponse:
+    """The GraphiQL page for a browser's GET /graphql, under the app's root path."""
+    root_path = request.scope.get("root_path", "")
+    return HTMLResponse(
+        render_graphiql(root_path + "/graphql", root_path + ASSETS_PATH),
+        headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY},
+    )
+
+
+def render_graphiql(endpoint: str = "/graphql", assets: str = ASSETS_PATH) -> str:
+    """The page's HTML: GraphiQL on ``endpoint``, its files fetched from ``assets``."""
+    config = {
+        "endpoint": endpoint,
+        "query": DEFAULT_QUERY,
+        "headers": "{}",
+        "schema": _introspection(),
+    }
+    # "<" is escaped so that no value can close the script element that holds the config.
+    config_json = json.dumps(config, separators=(",", ":")).replace("<", "\\u003c")
+    return _PAGE.format(assets=escape(assets), hint=TOKEN_HINT, config=config_json, boot=_BOOT)
+
+
+@cache
+def _introspection() -> dict[str, Any]:
+    return schema.introspect()

@@ -1,0 +1,40 @@
+"""Opaque global ids: base64 of "<type>:<database id>", the encoding Relay's node(id) expects."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from mailflow.reports.errors import BadIdError
+
+CONNECTOR = "Connector"
+LONGEST_SHOWN_ID = 60
+
+
+def encode_global_id(type_name: str, database_id: int) -> str:
+    """The global id of the ``type_name`` object with ``database_id``."""
+    return base64.b64encode(f"{type_name}:{database_id}".encode()).decode("ascii")
+
+
+def decode_global_id(type_name: str, global_id: str) -> int:
+    """The database id inside ``global_id``; BadIdError unless it is a ``type_name`` id."""
+    try:
+        decoded = base64.b64decode(global_id.encode("ascii"), validate=True).decode("ascii")
+    except (UnicodeError, binascii.Error):
+        raise _bad_id(type_name, global_id) from None
+
+    prefix, _, number = decoded.partition(":")
+    if prefix != type_name or not number.isascii() or not number.isdigit():
+        raise _bad_id(type_name, global_id)
+    database_id = int(number)
+    if decoded != f"{type_name}:{database_id}" or not 0 < database_id < 2**63:
+        raise _bad_id(type_name, global_id)
+    return database_id
+
+
+def _bad_id(type_name: str, global_id: str) -> BadIdError:
+    shown = global_id if len(global_id) <= LONGEST_SHOWN_ID else global_id[:LONGEST_SHOWN_ID] + "…"
+    return BadIdError(
+        f"{shown!r} is not a {type_name} id; pass the id field of a {type_name} "
+        "exactly as this API returned it"
+    )

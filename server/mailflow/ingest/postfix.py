@@ -1,0 +1,463 @@
+"""Postfix logs -> message facts for the mail that crossed the organization's boundary.
+
+Postfix logs each hop of a message on its own line, tied together by the queue id,
+and logs TLS once per connection, tied to the message only by the process id:
+
+- Inbound: ``smtpd[PID]: QID: client=host[ip]`` from an external client that did
+  not authenticate (no ``sasl_username=``), once qmgr queued it (``QID: from=<...>,
+  size=N, nrcpt=N``). It happened at the ``client=`` line, with the TLS handshake
+  that the same smtpd process logged in that session (none: ``NONE``).
+- Outbound: ``smtp[PID]: QID: to=<...>, relay=host[ip]:port, ..., status=sent`` to
+  a relay outside the internal networks. One fact per queue id and relay, counting
+  the recipients sent there, at the first successful delivery to it, with the TLS
+  handshake that process logged to that relay's address. Deferred attempts do not
+  count; the later ``status=sent`` does. Local delivery (lmtp, local, virtual,
+  pipe; relay=local, relay=none, a socket path) is never outbound.
+- Content filters (amavis on 127.0.0.1:10024, re-injecting on :10025) hand the
+  message back under a new queue id: the hop into the filter goes to an internal
+  relay (not outbound), the re-injection comes from an internal client or carries
+  ``orig_queue_id=``/``orig_client=`` (not inbound). So the original queue id holds
+  the inbound fact and the re-injected one the outbound facts: each message is
+  counted once per direction it crossed, with the TLS of the hop that crossed.
+- A ``status=sent`` to an external relay for a queue id whose arrival is not in the
+  log (it began earlier) is still a real delivery: its fact is emitted with what
+  the log says, ``sender_domain`` None and ``size_bytes`` 0.
+
+Facts are emitted when qmgr logs ``QID: removed`` and at the end of input; state is
+kept per open queue id and per live smtpd session or smtp connection only.
+Classic syslog timestamps have no zone and are taken as UTC (see
+:class:`~mailflow.ingest.syslog.SyslogClock`); every datetime emitted is UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
+from mailflow.ingest.network import BoundaryPolicy
+from mailflow.ingest.report import IngestReport
+from mailflow.ingest.syslog import SyslogClock, split_syslog_line
+
+MALFORMED = "malformed postfix line"
+UNPARSEABLE_TIMESTAMP = "unparseable timestamp"
+NO_HEADER = "postfix line without syslog header"
+
+_TLS_HANDSHAKE = re.compile(
+    r"(?:\w+ )?TLS connection (?:established|reused) (?:from|to) "
+    r"\S*?\[([^\]]*)\](?::\d+)?: (\S+) with cipher (\S+)"
+)
+_QUEUED = re.compile(r"from=<(.*)>, size=(\d+), nrcpt=(\d+)")
+_TLS_VERSIONS = {
+    "TLSv1": TlsVersion.TLS1_0,
+    "TLSv1.1": TlsVersion.TLS1_1,
+    "TLSv1.2": TlsVersion.TLS1_2,
+    "TLSv1.3": TlsVersion.TLS1_3,
+}
+_LOCAL_AGENTS = ("lmtp", "local", "virtual", "pipe", "error", "retry", "discard")  # not outbound
+
+# State is kept per open message and per live connection. These bound it when the
+# log loses the line that would close it (syslog drops lines under load).
+_SWEEP_EVERY = timedelta(minutes=10)
+_CONNECTION_IDLE = timedelta(hours=1)  # a handshake unused this long belongs to no delivery
+_UNQUEUED_IDLE = timedelta(hours=1)  # client= without qmgr: the client gave up, nothing queued
+_QUEUED_IDLE = timedelta(days=7)  # past Postfix's default 5-day queue lifetime: flush it
+_ADDRESS_CACHE_SIZE = 4096
+
+
+def parse_postfix(
+    lines: Iterable[str],
+    *,
+    policy: BoundaryPolicy,
+    year: int | None,
+    reference_time: datetime | None,
+    report: IngestReport,
+) -> Iterator[MessageFact]:
+    """Message facts from Postfix syslog lines, streamed in the order they complete.
+
+    ``year`` is the year of the first classic syslog line; when None it is inferred
+    from ``reference_time`` (see :class:`~mailflow.ingest.syslog.SyslogClock`).
+    Memory is bounded by the messages still in the queue, not by the input.
+    Lines that look like mail events but cannot be used are counted in
+    ``report.skipped``; nothing in the input raises.
+    """
+    clock = SyslogClock(year=year, reference_time=reference_time)
+    yield from _PostfixReader(policy, clock, report).stream(lines)
+
+
+@dataclass(slots=True)
+class _Handshake:
+    """A TLS handshake logged by one smtpd or smtp process."""
+
+    version: TlsVersion
+    cipher: str
+    ip: str
+    at: datetime
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """Successful deliveries of one queued message to one external relay."""
+
+    at: datetime
+    host: str
+    ip: str
+    handshake: _Handshake | None
+    recipients: int = 0
+    domains: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Message:
+    """What the log has said so far about one queue id."""
+
+    queue_id: str
+    seen_at: datetime
+    client_at: datetime | None = None
+    inbound: bool = False
+    peer_host: str | None = None
+    peer_ip: str | None = None
+    handshake: _Handshake | None = None
+    queued: bool = False
+    sender_domain: str | None = None
+    size: int = 0
+    recipients: int = 0
+    recipient_domains: set[str] = field(default_factory=set)
+    deliveries: dict[str, _Delivery] = field(default_factory=dict)
+
+
+class _PostfixReader:
+    """Follows messages, sessions and connections through the lines of one log stream."""
+
+    def __init__(self, policy: BoundaryPolicy, clock: SyslogClock, report: IngestReport) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._report = report
+        self._messages: dict[tuple[str, str], _Message] = {}
+        self._sessions: dict[tuple[str, str], _Handshake] = {}  # smtpd, until disconnect
+        self._connections: dict[tuple[str, str], _Handshake] = {}  # smtp, latest per process
+        self._internal: dict[str, bool | None] = {}
+        self._next_sweep = datetime.min.replace(tzinfo=UTC)
+        self._stamp, self._stamp_time = "", self._next_sweep
+        self._ready: list[MessageFact] = []
+        self._handlers: dict[str, Callable[[str, str, str, str], None]] = {
+            "smtpd": self._smtpd,
+            "qmgr": self._qmgr,
+            "postsuper": self._qmgr,
+            "smtp": self._smtp,
+            **{agent: self._local_agent for agent in _LOCAL_AGENTS},
+        }
+
+    def stream(self, lines: Iterable[str]) -> Iterator[MessageFact]:
+        """Facts in the order the lines complete them, then those still open at the end."""
+        handlers = self._handlers
+        month_name = self._clock.month_name
+        count = 0
+        try:
+            for count, line in enumerate(lines, 1):
+                if line[:3] == month_name and line[15:16] == " ":
+                    # Fast path: a classic line of the current month, so the year cannot
+                    # turn here; only the lines of daemons that matter are cut further.
+                    tag_end = line.find(": ", 16)
+                    slash = line.rfind("/", 16, tag_end)
+                    if slash < 0 or tag_end < 0:
+                        continue
+                    bracket = line.find("[", slash, tag_end)
+                    handler = handlers.get(line[slash + 1 : bracket if bracket > 0 else tag_end])
+                    if handler is None:
+                        continue
+                    host_end = line.find(" ", 16)
+                    text = line[tag_end + 2 :].rstrip("\r\n")
+                    handler(line[:15], line[16:host_end], line[host_end + 1 : tag_end], text)
+                else:
+                    self._read(line)
+                    month_name = self._clock.month_name
+                if self._ready:
+                    self._report.lines = count
+                    ready, self._ready = self._ready, []
+                    yield from ready
+            self._report.lines = count
+            yield from self._finish()
+        finally:
+            self._report.lines = count
+
+    def _read(self, line: str) -> None:
+        """Any line: split its header and follow the calendar, then hand it on."""
+        header = split_syslog_line(line)
+        if header is None:
+            if "postfix" in line:
+                self._report.skip(NO_HEADER)
+            return
+        stamp, host, tag, text = header
+        self._clock.observe(stamp)
+        slash = tag.rfind("/")
+        bracket = tag.find("[", slash)
+        handler = self._handlers.get(tag[slash + 1 : bracket] if bracket > 0 else tag[slash + 1 :])
+        if slash >= 0 and handler is not None:
+            handler(stamp, host, tag, text)
+
+    def _finish(self) -> list[MessageFact]:
+        """Flush the messages still open at the end of input."""
+        for message_key, message in self._messages.items():
+            self._emit(message_key[0], message)
+        self._messages.clear()
+        ready, self._ready = self._ready, []
+        return ready
+
+    # smtpd: sessions, their TLS handshakes, and the clients of the messages they accept
+
+    def _smtpd(self, stamp: str, host: str, tag: str, text: str) -> None:
+        if text.startswith(("connect from ", "disconnect from ")):
+            self._sessions.pop((host, tag), None)
+        elif "TLS connection " in text:
+            handshake = self._handshake(stamp, text)
+            if handshake is not None:
+                self._sessions[(host, tag)] = handshake
+        else:
+            colon = text.find(": client=")
+            if colon > 0:
+                self._client(stamp, host, tag, text[:colon], text[colon + 9 :])
+
+    def _client(self, stamp: str, host: str, tag: str, queue_id: str, client: str) -> None:
+        at = self._time(stamp)
+        if at is None:
+            return
+        open_bracket = client.find("[")
+        close_bracket = client.find("]", open_bracket + 1)
+        ip = _bare_ip(client[open_bracket + 1 : close_bracket])
+        internal = self._is_internal(ip) if 0 <= open_bracket < close_bracket else None
+        if internal is None or not queue_id.isalnum():
+            self._report.skip(MALFORMED)
+            return
+
+        message_key = (host, queue_id)
+        previous = self._messages.pop(message_key, None)
+        if previous is not None:  # client= begins a queue id's life: Postfix reused this one
+            self._emit(host, previous)
+        message = self._messages[message_key] = _Message(queue_id, at, client_at=at)
+
+        message.inbound = not (
+            internal
+            or "sasl_username=" in client  # authenticated submission
+            or "orig_queue_id=" in client  # re-injected by a content filter
+            or "orig_client=" in client
+        )
+        if message.inbound:
+            message.peer_host = client[:open_bracket]
+            message.peer_ip = ip
+            message.handshake = self._sessions.get((host, tag))
+            if message.handshake is not None:
+                message.handshake.at = at
+
+    # qmgr: queued, removed
+
+    def _qmgr(self, stamp: str, host: str, tag: str, text: str) -> None:
+        colon = text.find(": ")
+        if colon <= 0:
+            return
+        if text.startswith("removed", colon + 2):
+            message = self._messages.pop((host, text[:colon]), None)
+            if message is not None:
+                self._emit(host, message)
+        elif text.startswith("from=<", colon + 2):
+            self._queued(stamp, host, text[:colon], text, colon + 2)
+        elif text.startswith("to=<", colon + 2):
+            self._recipient(stamp, host, tag, text[:colon], text, colon + 2, outbound=False)
+
+    def _queued(self, stamp: str, host: str, queue_id: str, text: str, start: int) -> None:
+        match = _QUEUED.match(text, start)
+        if match is None:
+            if ", size=" in text:
+                self._report.skip(MALFORMED)
+            return  # e.g. "from=<...>, status=expired, returned to sender"
+        at = self._time(stamp)
+        if at is None:
+            return
+        message = self._messages.get((host, queue_id))
+        if message is None:
+            message = self._messages[(host, queue_id)] = _Message(queue_id, at)
+        message.seen_at = at
+        if not message.queued:  # qmgr logs this again each time a deferred message returns
+            message.queued = True
+            message.sender_domain = _domain(match[1])
+            message.size = int(match[2])
+            message.recipients = int(match[3])
+
+    # delivery agents: TLS handshakes to relays, and each recipient's outcome
+
+    def _smtp(self, stamp: str, host: str, tag: str, text: str) -> None:
+        colon = text.find(": to=<")
+        if colon > 0:
+            self._recipient(stamp, host, tag, text[:colon], text, colon + 2, outbound=True)
+        elif "TLS connection " in text:
+            handshake = self._handshake(stamp, text)
+            if handshake is not None:
+                self._connections[(host, tag)] = handshake
+
+    def _local_agent(self, stamp: str, host: str, tag: str, text: str) -> None:
+        colon = text.find(": to=<")
+        if colon > 0:
+            self._recipient(stamp, host, tag, text[:colon], text, colon + 2, outbound=False)
+
+    def _recipient(
+        self, stamp: str, host: str, tag: str, queue_id: str, text: str, start: int, *,
+        outbound: bool,
+    ) -> None:
+        address_end = text.find(">", start)
+        relay_at = text.find(", relay=", address_end)
+        status_at = text.find(", status=", relay_at)
+        at = self._time(stamp)
+        if at is None:
+            return
+        if not queue_id.isalnum() or address_end < 0 or relay_at < 0 or status_at < 0:
+            self._report.skip(MALFORMED)
+            return
+
+        domain = _domain(text[start + 4 : address_end])
+        message = self._messages.get((host, queue_id))
+        if message is not None:
+            message.seen_at = at
+            if message.inbound and domain:
+                message.recipient_domains.add(domain)
+        if not outbound or not text.startswith("sent", status_at + 9):
+            return
+
+        relay = text[relay_at + 8 : text.find(", ", relay_at + 8)]
+        open_bracket = relay.find("[")
+        close_bracket = relay.find("]", open_bracket + 1)
+        if open_bracket < 0 or close_bracket < 0:
+            return  # relay=none, relay=local, relay=private/...: not a network hop
+        ip = _bare_ip(relay[open_bracket + 1 : close_bracket])
+        if self._is_internal(ip) is not False:
+            return  # an internal relay, or a socket path such as [/var/run/dovecot/lmtp]
+
+        if message is None:  # arrived before the log began
+            message = self._messages[(host, queue_id)] = _Message(queue_id, at, queued=True)
+        delivery = message.deliveries.get(relay)
+        if delivery is None:
+            handshake = self._connections.get((host, tag))
+            if handshake is not None and handshake.ip != ip:
+                handshake = None  # that process's TLS was with another relay
+            delivery = message.deliveries[relay] = _Delivery(
+                at, relay[:open_bracket], ip, handshake
+            )
+        delivery.recipients += 1
+        if domain:
+            delivery.domains.add(domain)
+
+    # shared steps
+
+    def _handshake(self, stamp: str, text: str) -> _Handshake | None:
+        match = _TLS_HANDSHAKE.match(text)
+        if match is None:
+            if "connection established" in text or "connection reused" in text:
+                self._report.skip(MALFORMED)
+            return None
+        at = self._time(stamp)
+        if at is None:
+            return None
+        version = _TLS_VERSIONS.get(match[2], TlsVersion.UNKNOWN)
+        return _Handshake(version, match[3], _bare_ip(match[1]), at)
+
+    def _time(self, stamp: str) -> datetime | None:
+        if stamp == self._stamp:  # lines come in bursts within one second
+            return self._stamp_time
+        try:
+            at = self._clock.parse(stamp)
+        except ValueError:
+            self._report.skip(UNPARSEABLE_TIMESTAMP)
+            return None
+        self._stamp, self._stamp_time = stamp, at
+        if at >= self._next_sweep:
+            self._sweep(at)
+        return at
+
+    def _is_internal(self, ip: str) -> bool | None:
+        """Whether ``ip`` is internal; None when it is not an IP address."""
+        if ip in self._internal:
+            return self._internal[ip]
+        if len(self._internal) >= _ADDRESS_CACHE_SIZE:
+            self._internal.clear()
+        try:
+            internal: bool | None = self._policy.is_internal(ip)
+        except ValueError:
+            internal = None
+        self._internal[ip] = internal
+        return internal
+
+    def _sweep(self, now: datetime) -> None:
+        """Forget state whose closing line the log lost; flush long-idle messages."""
+        self._next_sweep = now + _SWEEP_EVERY
+        stale = now - _CONNECTION_IDLE
+        for connections in (self._sessions, self._connections):
+            for key in [key for key, handshake in connections.items() if handshake.at < stale]:
+                del connections[key]
+        for key, message in list(self._messages.items()):
+            if message.queued and message.seen_at < now - _QUEUED_IDLE:
+                self._emit(key[0], self._messages.pop(key))
+            elif not message.queued and message.seen_at < now - _UNQUEUED_IDLE:
+                del self._messages[key]
+
+    def _emit(self, host: str, message: _Message) -> None:
+        facts = self._ready
+        emitted = len(facts)
+        if message.inbound and message.queued and message.client_at is not None:
+            facts.append(_inbound_fact(host, message, message.client_at))
+        for relay, delivery in message.deliveries.items():
+            facts.append(_outbound_fact(host, message, relay, delivery))
+        self._report.facts += len(facts) - emitted
+
+
+def _inbound_fact(host: str, message: _Message, arrived: datetime) -> MessageFact:
+    handshake = message.handshake
+    return MessageFact(
+        source_key=f"postfix:{host}:{message.queue_id}:{arrived.isoformat()}:in",
+        occurred_at=arrived,
+        direction=Direction.INBOUND,
+        tls_version=handshake.version if handshake else TlsVersion.NONE,
+        tls_cipher=handshake.cipher if handshake else None,
+        peer_host=message.peer_host,
+        peer_ip=message.peer_ip,
+        sender_domain=message.sender_domain,
+        recipient_domains=tuple(sorted(message.recipient_domains)),
+        recipients=message.recipients,
+        size_bytes=message.size,
+        status=DeliveryStatus.RECEIVED,
+    )
+
+
+def _outbound_fact(host: str, message: _Message, relay: str, delivery: _Delivery) -> MessageFact:
+    """The key holds the first delivery's time, not the arrival: the arrival may lie
+    before the log, and the key must not change with where the log starts."""
+    handshake = delivery.handshake
+    return MessageFact(
+        source_key=f"postfix:{host}:{message.queue_id}:{delivery.at.isoformat()}:out:{relay}",
+        occurred_at=delivery.at,
+        direction=Direction.OUTBOUND,
+        tls_version=handshake.version if handshake else TlsVersion.NONE,
+        tls_cipher=handshake.cipher if handshake else None,
+        peer_host=delivery.host,
+        peer_ip=delivery.ip,
+        sender_domain=message.sender_domain,
+        recipient_domains=tuple(sorted(delivery.domains)),
+        recipients=delivery.recipients,
+        size_bytes=message.size,
+        status=DeliveryStatus.DELIVERED,
+    )
+
+
+def _bare_ip(address: str) -> str:
+    """``"ipv6:2001:db8::25"`` -> ``"2001:db8::25"``; other addresses unchanged."""
+    if address[:5].lower() == "ipv6:":
+        return address[5:]
+    return address
+
+
+def _domain(address: str) -> str | None:
+    """Lowercased domain of an address; None for the null sender or a bare local part."""
+    at = address.rfind("@")
+    if at < 0:
+        return None
+    return address[at + 1 :].lower() or None

@@ -1,0 +1,86 @@
+"""Batched, per-request reads for reports: N connectors cost one statement per distinct range.
+
+A request's resolvers ask these loaders for rows; the loaders collect what every resolver
+asked for within one tick of the event loop and read it with as few statements as there
+are distinct questions, not one per connector. Volume, TLS breakdown and insights are then
+derived from the same rows in Python. All reads of a request share its one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from strawberry.dataloader import DataLoader
+
+from mailflow.domain import Connector
+from mailflow.reports.queries import (
+    DailyTotal,
+    FlowFilter,
+    fetch_connector_daily_totals,
+    fetch_daily_totals,
+)
+from mailflow.reports.ranges import DateRange
+from mailflow.store.connection import Connection
+from mailflow.store.organizations import load_connectors
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorWindow:
+    """The mail of one connector over one range."""
+
+    connector_id: int
+    window: DateRange
+
+
+@dataclass(frozen=True, slots=True)
+class FlowQuery:
+    """The organization's mail over one range, as one filter keeps it."""
+
+    window: DateRange
+    flow_filter: FlowFilter
+
+
+class ReportLoaders:
+    """The loaders of one request, scoped to one organization; never share them across requests."""
+
+    def __init__(self, connection: Connection, organization_id: int) -> None:
+        self._connection = connection
+        self._one_statement_at_a_time = asyncio.Lock()
+        self._organization_id = organization_id
+        self._connectors = DataLoader[int, list[Connector]](self._load_connectors)
+        self.connector_totals = DataLoader[ConnectorWindow, list[DailyTotal]](
+            self._load_connector_totals
+        )
+        self.flow_totals = DataLoader[FlowQuery, list[DailyTotal]](self._load_flow_totals)
+
+    async def connectors(self) -> list[Connector]:
+        """The organization's connectors, read once per request."""
+        return await self._connectors.load(self._organization_id)
+
+    async def _load_connectors(self, organization_ids: list[int]) -> list[list[Connector]]:
+        async with self._one_statement_at_a_time:
+            return [await load_connectors(self._connection, key) for key in organization_ids]
+
+    async def _load_connector_totals(self, keys: list[ConnectorWindow]) -> list[list[DailyTotal]]:
+        connector_ids: dict[DateRange, list[int]] = {}
+        for key in keys:
+            connector_ids.setdefault(key.window, []).append(key.connector_id)
+
+        totals: dict[DateRange, Mapping[int, list[DailyTotal]]] = {}
+        async with self._one_statement_at_a_time:
+            for window, ids in connector_ids.items():
+                totals[window] = await fetch_connector_daily_totals(
+                    self._connection, self._organization_id, ids, window
+                )
+        return [totals[key.window].get(key.connector_id, []) for key in keys]
+
+    async def _load_flow_totals(self, keys: Sequence[FlowQuery]) -> list[list[DailyTotal]]:
+        async with self._one_statement_at_a_time:
+            return [
+                await fetch_daily_totals(
+                    self._connection, self._organization_id, key.window, key.flow_filter
+                )
+                for key in keys
+            ]

@@ -1,0 +1,77 @@
+"""Recompute daily rollups from message facts, for touched days or for everything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from mailflow.store.connection import Connection
+from mailflow.store.facts import require_transaction
+from mailflow.store.sql import query
+
+# The advisory lock space of rollup refreshes ("mfro"); the organization id, folded into 31 bits,
+# is the key: ids 2^31 apart would share a lock, which only serializes them, never corrupts.
+ROLLUP_LOCK_CLASS = 0x6D66_726F
+
+
+class RollupIsolationError(RuntimeError):
+    """A refresh ran in a transaction that could not see facts committed while it waited."""
+
+
+async def refresh_rollups(
+    connection: Connection, organization_id: int, days: Iterable[date]
+) -> int:
+    """Recompute the organization's rollups of exactly ``days`` (UTC) inside the caller's
+    transaction; return the number of rollup rows written.
+
+    Only the facts of those days are read, through the (organization_id, occurred_at) index of
+    each partition they fall in, so the cost follows the touched days, not the history.
+    """
+    require_transaction(connection, "refresh_rollups")
+    touched = sorted({_as_date(day) for day in days})
+    if not touched:
+        return 0
+
+    await lock_organization_rollups(connection, organization_id)
+    await connection.execute(query("rollups_delete_days"), organization_id, touched)
+    status = await connection.execute(query("rollups_insert_days"), organization_id, touched)
+    return _inserted_rows(status)
+
+
+async def rebuild_rollups(connection: Connection, organization_id: int) -> int:
+    """Recompute all of the organization's rollups from all its facts; return the rows written."""
+    require_transaction(connection, "rebuild_rollups")
+    await lock_organization_rollups(connection, organization_id)
+    await connection.execute(query("rollups_delete_organization"), organization_id)
+    status = await connection.execute(query("rollups_insert_organization"), organization_id)
+    return _inserted_rows(status)
+
+
+async def lock_organization_rollups(connection: Connection, organization_id: int) -> None:
+    """Wait until no other transaction refreshes this organization's rollups; hold until commit.
+
+    Under READ COMMITTED each statement after the wait sees the facts that the previous holder
+    committed, so the last refresh of a day counts every fact of it. A snapshot-isolated
+    transaction would keep counting without them, hence the check.
+    """
+    row = await connection.fetchrow(
+        query("rollups_lock_organization"), ROLLUP_LOCK_CLASS, organization_id
+    )
+    assert row is not None
+    if row["isolation"] != "read committed":
+        raise RollupIsolationError(
+            f"rollups of organization {organization_id} must be refreshed in a READ COMMITTED "
+            f"transaction, not {row['isolation'].upper()}: "
+            "use `connection.transaction()` with the default isolation"
+        )
+
+
+def _as_date(day: date) -> date:
+    if isinstance(day, datetime):
+        raise TypeError(f"rollup days are dates (UTC calendar days), not datetimes: {day!r}")
+    return day
+
+
+def _inserted_rows(status: str) -> int:
+    """The row count of an ``INSERT 0 <rows>`` command status."""
+    return int(status.rsplit(" ", 1)[-1])

@@ -1,0 +1,156 @@
+"""Store message facts: idempotent, batched through COPY, partitioned by month."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date
+
+from mailflow.domain import MessageFact
+from mailflow.errors import MailflowError
+from mailflow.store.connection import Connection
+from mailflow.store.sql import query
+
+PARTITION_LOCK = 0x6D66_7061  # "mfpa": one session at a time creates message_facts partitions
+
+INCOMING_COLUMNS = (
+    "organization_id",
+    "occurred_at",
+    "source_key",
+    "direction",
+    "connector_id",
+    "tls_version",
+    "tls_cipher",
+    "peer_host",
+    "peer_ip",
+    "sender_domain",
+    "recipient_domains",
+    "recipients",
+    "size_bytes",
+    "status",
+)
+
+FactRow = tuple[object, ...]
+
+
+
+class InvalidMessageFactError(MailflowError, ValueError):
+    """A message fact holds a value that cannot be stored as given."""
+
+    code = "INVALID_MESSAGE_FACT"
+
+
+class NotInTransactionError(RuntimeError):
+    """A store or refresh step was called outside the caller's transaction."""
+
+
+@dataclass
+class StoreResult:
+    """What storing one batch of message facts changed."""
+
+    inserted: int = 0
+    duplicates: int = 0
+    touched_days: set[date] = field(default_factory=set)
+
+
+def require_transaction(connection: Connection, operation: str) -> None:
+    """Raise unless ``connection`` is inside a transaction that ``operation`` can join."""
+    if not connection.is_in_transaction():
+        raise NotInTransactionError(
+            f"{operation} must run inside a transaction: "
+            "wrap the call in `async with connection.transaction():`"
+        )
+
+
+def months_of(facts: Iterable[MessageFact]) -> set[date]:
+    """The first days of the UTC months the facts occurred in (timestamps must be aware)."""
+    return {
+        fact.occurred_at.astimezone(UTC).date().replace(day=1)
+        for fact in facts
+        if fact.occurred_at.tzinfo is not None
+    }
+
+
+async def ensure_partitions(connection: Connection, months: Iterable[date]) -> None:
+    """Create the missing message_facts partitions of ``months``, inside the caller's transaction.
+
+    The partition lock is taken only when a partition is missing; creating one also locks
+    message_facts until commit, so a caller may run this in a short transaction of its own first.
+    """
+    require_transaction(connection, "ensure_partitions")
+    missing = await connection.fetch(query("facts_missing_partitions"), sorted(set(months)))
+    if not missing:
+        return
+
+    await connection.execute(query("facts_lock_partitions"), PARTITION_LOCK)
+    for row in missing:
+        await connection.execute(query("facts_create_partition"), row["month"])
+
+
+async def store_facts(
+    connection: Connection, organization_id: int, facts: Sequence[MessageFact]
+) -> StoreResult:
+    """Insert the facts not stored yet, inside the caller's transaction.
+
+    Facts already stored (same organization, source key and time), also twice in one
+    batch, are counted as duplicates. ``touched_days`` are the UTC days of inserted facts.
+    A naive timestamp or malformed peer IP raises InvalidMessageFactError (a ValueError)
+    naming the fact's source key, before anything of the batch is written.
+    """
+    require_transaction(connection, "store_facts")
+    records = [fact_record(organization_id, fact) for fact in facts]
+    if not records:
+        return StoreResult()
+
+    await ensure_partitions(connection, months_of(facts))
+    await connection.execute(query("facts_create_incoming_table"))
+    await connection.copy_records_to_table(
+        "incoming_message_facts", records=records, columns=INCOMING_COLUMNS
+    )
+    inserted_per_day = await connection.fetch(query("facts_insert_incoming"))
+    await connection.execute(query("facts_drop_incoming_table"))
+
+    inserted = sum(row["inserted"] for row in inserted_per_day)
+    return StoreResult(
+        inserted=inserted,
+        duplicates=len(records) - inserted,
+        touched_days={row["day"] for row in inserted_per_day},
+    )
+
+
+def fact_record(organization_id: int, fact: MessageFact) -> FactRow:
+    """The fact as a row of ``INCOMING_COLUMNS``.
+
+    Raises InvalidMessageFactError (a ValueError) for values PostgreSQL would misread (naive
+    timestamps) or reject in the middle of a COPY (malformed peer IPs).
+    """
+    if fact.occurred_at.tzinfo is None or fact.occurred_at.utcoffset() is None:
+        raise InvalidMessageFactError(
+            f"message fact {fact.source_key!r} has a naive occurred_at "
+            f"({fact.occurred_at.isoformat()}): give it a time zone, for example tzinfo=UTC"
+        )
+    if fact.peer_ip is not None:
+        try:
+            ipaddress.ip_address(fact.peer_ip)
+        except ValueError:
+            raise InvalidMessageFactError(
+                f"message fact {fact.source_key!r} has peer_ip {fact.peer_ip!r}, "
+                "which is not an IPv4 or IPv6 address"
+            ) from None
+    return (
+        organization_id,
+        fact.occurred_at,
+        fact.source_key,
+        fact.direction.value,
+        fact.connector_id,
+        fact.tls_version.value,
+        fact.tls_cipher,
+        fact.peer_host,
+        fact.peer_ip,
+        fact.sender_domain,
+        list(fact.recipient_domains),
+        fact.recipients,
+        fact.size_bytes,
+        fact.status.value,
+    )

@@ -1,0 +1,107 @@
+"""API tokens: each scopes GraphQL requests to one organization.
+
+A token reads ``mf_<organization id>_<secret>``. Only the SHA-256 of the whole
+token is stored, so a leaked table grants nothing; a request is authenticated
+by looking up that hash under the organization id the token names, which is an
+index lookup and needs no constant-time comparison of secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from mailflow.errors import UnknownOrganizationError
+from mailflow.store.connection import Connection
+from mailflow.store.sql import query
+
+PREFIX = "mf_"
+SECRET_BYTES = 32
+SECRET_LENGTH = 43  # characters of secrets.token_urlsafe(SECRET_BYTES)
+SECRET_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+MAX_ORGANIZATION_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What is known about a token without its secret."""
+
+    id: int
+    description: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+def token_hash(token: str) -> bytes:
+    """The SHA-256 of a whole token, as stored."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+async def create_token(
+    connection: Connection, organization_id: int, *,
+    description: str = "", expires_at: datetime | None = None,
+) -> str:
+    """A new token for the organization; it is shown once and only its hash is kept."""
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValueError(f"expires_at must carry a time zone, got {expires_at.isoformat()}")
+    token = f"{PREFIX}{organization_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
+    try:
+        await connection.execute(
+            query("token_create"), organization_id, token_hash(token), description, expires_at
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise UnknownOrganizationError(
+            f"no organization has the id {organization_id}; a token needs an existing organization"
+        ) from None
+    return token
+
+
+async def authenticate(connection: Connection, token: str) -> int | None:
+    """The organization id of a valid, unexpired, unrevoked token, else None (never raises for
+    a malformed token). Records when the token was last used, at most once a minute."""
+    organization_id = organization_of(token)
+    if organization_id is None:
+        return None
+    found: int | None = await connection.fetchval(
+        query("token_authenticate"), organization_id, token_hash(token)
+    )
+    return found
+
+
+def organization_of(token: str) -> int | None:
+    """The organization id a well-formed token names, or None when it is malformed."""
+    if not token.startswith(PREFIX):
+        return None
+    digits, separator, secret = token[len(PREFIX):].partition("_")
+    if (
+        not separator
+        or not digits.isascii()
+        or not digits.isdigit()
+        or len(digits) > 19
+        or digits.startswith("0")
+        or len(secret) != SECRET_LENGTH
+        or not SECRET_ALPHABET.issuperset(secret)
+    ):
+        return None
+    organization_id = int(digits)
+    return organization_id if organization_id <= MAX_ORGANIZATION_ID else None
+
+
+async def list_tokens(connection: Connection, organization_id: int) -> list[TokenInfo]:
+    """The organization's tokens, oldest first, revoked and expired ones included."""
+    rows = await connection.fetch(query("token_list"), organization_id)
+    return [TokenInfo(**dict(row)) for row in rows]
+
+
+async def revoke_token(connection: Connection, organization_id: int, token_id: int) -> bool:
+    """Revoke a token from now on; False when the organization has no such unrevoked token."""
+    revoked: int | None = await connection.fetchval(
+        query("token_revoke"), organization_id, token_id
+    )
+    return revoked is not None

@@ -1,0 +1,4 @@
+-- The id of the organization named $1.
+SELECT id
+FROM organizations
+WHERE name = $1

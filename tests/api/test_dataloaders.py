@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+
+import asyncpg
+import httpx
+import pytest
+
+from mailflow.api.app import create_app
+from mailflow.domain import Direction, TlsVersion
+from mailflow.settings import Settings
+
+from .conftest import Seed
+
+EVERY_CONNECTOR_REPORT = """{
+    connectors {
+        name
+        volume(start: "2025-01-01", end: "2025-01-07") { date messages byTls { messages } }
+        tlsBreakdown(start: "2025-01-01", end: "2025-01-07") { total versions { percent } }
+        insights(start: "2025-01-01", end: "2025-01-07") { kind value }
+    }
+}"""
+
+
+class StatementLog:
+    """Every SQL statement the application's pool sends, in order."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def record(self, logged: asyncpg.connection.LoggedQuery) -> None:
+        self.statements.append(logged.query)
+
+    async def install(self, connection: asyncpg.Connection) -> None:
+        connection.add_query_logger(self.record)
+
+
+@pytest.fixture
+def statement_log() -> StatementLog:
+    return StatementLog()
+
+
+@pytest.fixture
+async def counted_client(
+    database_url: str, settings: Settings, statement_log: StatementLog
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an application whose pool of one connection logs every statement it sends."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1,
+                                     init=statement_log.install)
+    assert pool is not None
+    transport = httpx.ASGITransport(app=create_app(pool, settings))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+    finally:
+        await pool.close()
+
+
+async def seed_connectors(seed: Seed, organization_id: int, count: int) -> None:
+    for number in range(count):
+        connector_id = await seed.connector(organization_id, f"Connector {number:02d}",
+                                            Direction.OUTBOUND)
+        for offset in range(7):
+            day = date(2025, 1, 1) + timedelta(days=offset)
+            for version in (TlsVersion.NONE, TlsVersion.TLS1_0, TlsVersion.TLS1_3):
+                await seed.rollup(organization_id, day, version, number + offset + 1,
+                                  connector_id=connector_id, direction=Direction.OUTBOUND)
+
+
+async def statements_for_every_connector_report(
+    seed: Seed, counted_client: httpx.AsyncClient, statement_log: StatementLog, connectors: int
+) -> list[str]:
+    organization_id = await seed.organization()
+    await seed_connectors(seed, organization_id, connectors)
+    token = await seed.token(organization_id)
+
+    statement_log.statements.clear()
+    response = await counted_client.post(
+        "/graphql", json={"query": EVERY_CONNECTOR_REPORT},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    body = response.json()
+    assert "errors" not in body, body
+    assert len(body["data"]["connectors"]) == connectors
+    assert all(len(c["volume"]) == 7 and c["insights"] for c in body["data"]["connectors"])
+    return list(statement_log.statements)
+
+
+async def test_reports_of_n_connectors_cost_the_same_few_statements_for_any_n(
+    seed: Seed, counted_client: httpx.AsyncClient, statement_log: StatementLog
+) -> None:
+    # A connection's first use of a statement with array types makes asyncpg look the types
+    # up once; warm the connection so that only what every request costs is counted.
+    first_use = await statements_for_every_connector_report(
+        seed, counted_client, statement_log, 1
+    )
+    print(f"\nfirst request on a new connection: {len(first_use)} SQL statements")
+
+    counts = {}
+    for connectors in (1, 10, 50):
+        statements = await statements_for_every_connector_report(
+            seed, counted_client, statement_log, connectors
+        )
+        counts[connectors] = len(statements)
+        print(f"{connectors} connectors: {len(statements)} SQL statements")
+        for statement in statements:
+            print("   ", statement.strip().splitlines()[0][:100])
+
+        assert not any("message_facts" in statement for statement in statements)
+
+    assert counts[1] == counts[10] == counts[50]
+    # Authentication, the connectors, their rollups, and the pool's reset on release.
+    assert counts[1] <= 4

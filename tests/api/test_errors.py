@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import httpx
+import pytest
+
+from mailflow.domain import TlsVersion
+
+from .conftest import Api, Seed
+
+
+async def test_a_database_failure_is_an_internal_error_that_reveals_nothing(
+    api: Api, seed: Seed, organization_id: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    await seed.rollup(organization_id, date(2025, 1, 1), TlsVersion.NONE, 1)
+    await seed.pool.execute("DROP TABLE daily_rollups")
+
+    with caplog.at_level(logging.ERROR, logger="mailflow.api"):
+        response = await api.post('{ mailFlow(start: "2025-01-01", end: "2025-01-01") { date } }')
+
+    assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    body = response.json()
+    assert body["data"] is None
+    (error,) = body["errors"]
+    assert error["message"] == "Internal server error"
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
+    text = response.text.lower()
+    for leak in ("daily_rollups", "select", "traceback", "asyncpg", ".py", "relation", "org-a"):
+        assert leak not in text
+
+    (record,) = [r for r in caplog.records if r.name == "mailflow.api"]
+    assert request_id in record.getMessage()
+    assert record.exc_info is not None
+    assert "daily_rollups" in str(record.exc_info[1])
+
+
+async def test_a_failure_before_the_query_runs_is_an_internal_error_with_status_500(
+    api: Api, seed: Seed, caplog: pytest.LogCaptureFixture
+) -> None:
+    await seed.pool.execute("DROP TABLE api_tokens")
+
+    with caplog.at_level(logging.ERROR, logger="mailflow.api"):
+        response = await api.post("{ connectors { name } }")
+
+    assert response.status_code == 500
+    request_id = response.headers["x-request-id"]
+    assert response.json() == {
+        "errors": [{
+            "message": "Internal server error",
+            "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+        }]
+    }
+    assert any(request_id in record.getMessage() for record in caplog.records)
+
+
+async def test_a_query_that_does_not_fit_the_schema_fails_validation(api: Api) -> None:
+    error = await api.error("{ connectors { colour } }")
+
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    assert error["message"] == "Cannot query field 'colour' on type 'Connector'."
+
+
+async def test_a_bad_literal_argument_fails_validation(api: Api) -> None:
+    error = await api.error('{ mailFlow(start: "yesterday") { date } }')
+
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "yesterday" in error["message"]
+
+
+async def test_a_query_that_does_not_parse_fails_parsing(api: Api) -> None:
+    error = await api.error("{ connectors { name }")
+
+    assert error["extensions"] == {"code": "GRAPHQL_PARSE_FAILED"}
+    assert error["message"].startswith("Syntax Error")
+
+
+async def test_a_variable_of_the_wrong_type_is_bad_user_input(api: Api) -> None:
+    error = await api.error(
+        "query($start: Date) { mailFlow(start: $start) { date } }", {"start": "2025-13-01"}
+    )
+
+    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert "$start" in error["message"]
+
+
+async def test_every_response_carries_a_request_id(api: Api, client: httpx.AsyncClient) -> None:
+    ok = await api.post("{ connectors { name } }")
+    unauthenticated = await client.post("/graphql", json={"query": "{ connectors { name } }"})
+
+    assert len(ok.headers["x-request-id"]) == 32
+    assert unauthenticated.headers["x-request-id"] != ok.headers["x-request-id"]
+
+
+async def test_a_plain_request_id_from_a_load_balancer_is_kept(client: httpx.AsyncClient) -> None:
+    kept = await client.get("/graphql", headers={"X-Request-ID": "lb-1234-abcd"})
+    replaced = await client.get("/graphql", headers={"X-Request-ID": "<script>"})
+
+    assert kept.headers["x-request-id"] == "lb-1234-abcd"
+    assert replaced.headers["x-request-id"] != "<script>"
+
+
+async def test_a_body_that_is_no_graphql_request_is_a_bad_request(api: Api) -> None:
+    not_json = await api.client.post(
+        "/graphql", content=b"{not json", headers={
+            "Authorization": f"Bearer {api.token}", "Content-Type": "application/json",
+        },
+    )
+    no_query = await api.client.post(
+        "/graphql", json={"variables": {}}, headers={"Authorization": f"Bearer {api.token}"}
+    )
+
+    assert not_json.status_code == 400
+    assert not_json.json() == {
+        "errors": [{
+            "message": "Unable to parse request body as JSON",
+            "extensions": {"code": "BAD_REQUEST"},
+        }]
+    }
+    assert no_query.status_code == 400
+    assert no_query.json()["errors"][0]["extensions"] == {"code": "BAD_REQUEST"}

@@ -1,0 +1,333 @@
+"""The Postfix parser, on small hand-written logs in fixtures/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
+from mailflow.ingest.network import BoundaryPolicy
+from mailflow.ingest.postfix import parse_postfix
+from mailflow.ingest.report import IngestReport
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def lines_of(name: str) -> list[str]:
+    return (FIXTURES / name).read_text().splitlines(keepends=True)
+
+
+def parse(
+    name: str, *, year: int | None = 2021, reference_time: datetime | None = None,
+    policy: BoundaryPolicy | None = None,
+) -> tuple[list[MessageFact], IngestReport]:
+    report = IngestReport()
+    facts = parse_postfix(
+        lines_of(name), policy=policy or BoundaryPolicy(), year=year,
+        reference_time=reference_time, report=report,
+    )
+    return list(facts), report
+
+
+def inbound(facts: list[MessageFact]) -> list[MessageFact]:
+    return [fact for fact in facts if fact.direction is Direction.INBOUND]
+
+
+def outbound(facts: list[MessageFact]) -> list[MessageFact]:
+    return [fact for fact in facts if fact.direction is Direction.OUTBOUND]
+
+
+def utc(
+    year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+
+
+# Content filters and the boundary
+
+
+def test_a_message_through_amavis_is_counted_once_in_each_direction() -> None:
+    facts, report = parse("amavis_reinjection.log")
+
+    assert len(facts) == 2
+    assert report.facts == 2
+    [received] = inbound(facts)
+    [delivered] = outbound(facts)
+    assert received == MessageFact(
+        source_key="postfix:mx1:1A2B3C4D5E:2021-01-27T10:00:02+00:00:in",
+        occurred_at=utc(2021, 1, 27, 10, 0, 2),
+        direction=Direction.INBOUND,
+        tls_version=TlsVersion.TLS1_3,
+        tls_cipher="TLS_AES_256_GCM_SHA384",
+        peer_host="mx.example.net",
+        peer_ip="203.0.113.5",
+        sender_domain="example.net",
+        recipient_domains=("example.com", "sales.example.com"),
+        recipients=2,
+        size_bytes=2048,
+        status=DeliveryStatus.RECEIVED,
+    )
+    assert delivered == MessageFact(
+        source_key=(
+            "postfix:mx1:3C4D5E6F70:2021-01-27T11:00:04+00:00:out:mx.example.org[198.51.100.25]:25"
+        ),
+        occurred_at=utc(2021, 1, 27, 11, 0, 4),
+        direction=Direction.OUTBOUND,
+        tls_version=TlsVersion.TLS1_2,
+        tls_cipher="ECDHE-RSA-AES256-GCM-SHA384",
+        peer_host="mx.example.org",
+        peer_ip="198.51.100.25",
+        sender_domain="example.com",
+        recipient_domains=("example.org",),
+        recipients=1,
+        size_bytes=1500,
+        status=DeliveryStatus.DELIVERED,
+    )
+
+
+def test_a_reinjection_that_names_the_original_client_is_not_inbound_again() -> None:
+    facts, _ = parse("xforward_reinjection.log")
+
+    assert [(fact.direction, fact.source_key.split(":")[2]) for fact in facts] == [
+        (Direction.INBOUND, "1A2B3C4D5E"),
+    ]
+
+
+def test_sasl_authenticated_submission_is_not_inbound() -> None:
+    facts, _ = parse("amavis_reinjection.log")
+
+    assert [fact.peer_ip for fact in inbound(facts)] == ["203.0.113.5"]
+    assert "198.51.100.7" not in {fact.peer_ip for fact in facts}
+
+
+def test_clients_in_internal_networks_are_not_inbound() -> None:
+    facts, _ = parse("internal_clients.log")
+
+    assert [(fact.direction, fact.peer_ip) for fact in facts] == [
+        (Direction.INBOUND, "203.0.113.5"),
+    ]
+
+
+def test_the_policy_decides_which_clients_are_internal() -> None:
+    policy = BoundaryPolicy.from_cidrs(["203.0.113.0/24"])
+
+    facts, _ = parse("internal_clients.log", policy=policy)
+
+    assert sorted(str(fact.peer_ip) for fact in inbound(facts)) == ["192.168.1.20", "fd12:3456::7"]
+
+
+def test_local_delivery_and_internal_relays_are_not_outbound() -> None:
+    facts, _ = parse("local_delivery.log")
+
+    assert [(fact.direction, fact.peer_host, fact.recipients) for fact in facts] == [
+        (Direction.OUTBOUND, "mx.example.org", 1),
+    ]
+
+
+# Deliveries
+
+
+def test_a_delivery_deferred_then_sent_counts_once_on_the_day_it_was_sent() -> None:
+    facts, _ = parse("deferred_then_sent.log")
+
+    [fact] = facts
+    assert fact.occurred_at == utc(2021, 1, 28, 0, 20, 8)
+    assert (fact.peer_host, fact.peer_ip) == ("mx2.example.org", "198.51.100.26")
+    assert fact.tls_version is TlsVersion.TLS1_3
+    assert (fact.recipients, fact.size_bytes, fact.sender_domain) == (1, 4096, "example.com")
+
+
+def test_recipients_delivered_to_one_relay_are_one_fact() -> None:
+    facts, _ = parse("grouped_recipients.log")
+
+    summary = [
+        (f.peer_host, f.recipients, f.recipient_domains, f.tls_version, f.occurred_at)
+        for f in facts
+    ]
+    assert summary == [
+        ("mx.example.org", 2, ("example.org", "lists.example.org"), TlsVersion.TLS1_2,
+         utc(2021, 1, 27, 12, 0, 2)),
+        ("mx.example.net", 1, ("example.net",), TlsVersion.TLS1_3, utc(2021, 1, 27, 12, 0, 2)),
+    ]
+    assert {fact.size_bytes for fact in facts} == {5000}
+
+
+def test_a_handshake_with_another_relay_does_not_lend_its_tls() -> None:
+    facts, _ = parse("tls_other_relay.log")
+
+    assert [(fact.peer_host, fact.tls_version, fact.tls_cipher) for fact in facts] == [
+        ("mx.example.org", TlsVersion.TLS1_2, "ECDHE-RSA-AES256-GCM-SHA384"),
+        ("mx.example.net", TlsVersion.NONE, None),
+    ]
+
+
+def test_a_delivery_whose_arrival_is_before_the_log_is_still_a_fact() -> None:
+    facts, report = parse("arrival_before_log.log")
+
+    [fact] = facts
+    assert fact.direction is Direction.OUTBOUND
+    assert fact.tls_version is TlsVersion.TLS1_2
+    assert (fact.sender_domain, fact.size_bytes, fact.recipients) == (None, 0, 1)
+    assert fact.recipient_domains == ("example.org",)
+    assert not report.skipped
+
+
+def test_messages_still_open_at_the_end_are_flushed_and_unqueued_ones_are_not_messages() -> None:
+    facts, _ = parse("open_at_end.log")
+
+    assert [(f.direction, f.recipients, f.recipient_domains, f.tls_version) for f in facts] == [
+        (Direction.INBOUND, 2, ("example.net", "example.org"), TlsVersion.NONE),
+        (Direction.OUTBOUND, 1, ("example.org",), TlsVersion.NONE),
+    ]
+
+
+# Log variants
+
+
+def test_every_tls_line_variant_and_trust_level_maps_to_its_version() -> None:
+    facts, report = parse("tls_variants.log")
+
+    assert [(fact.peer_ip, fact.tls_version, fact.tls_cipher) for fact in facts] == [
+        ("203.0.113.11", TlsVersion.TLS1_3, "TLS_AES_256_GCM_SHA384"),
+        ("203.0.113.12", TlsVersion.TLS1_2, "ECDHE-RSA-AES256-GCM-SHA384"),
+        ("203.0.113.13", TlsVersion.TLS1_3, "TLS_AES_128_GCM_SHA256"),
+        ("203.0.113.14", TlsVersion.TLS1_1, "ECDHE-RSA-AES256-SHA"),
+        ("203.0.113.15", TlsVersion.TLS1_0, "DHE-RSA-AES256-SHA"),
+        ("203.0.113.16", TlsVersion.UNKNOWN, "DES-CBC3-SHA"),
+        ("203.0.113.17", TlsVersion.NONE, None),
+        ("198.51.100.25", TlsVersion.TLS1_3, "TLS_AES_256_GCM_SHA384"),
+    ]
+    assert not report.skipped
+
+
+def test_client_ports_and_ipv6_addresses_are_read_without_port_or_prefix() -> None:
+    facts, report = parse("addresses.log")
+
+    assert [(f.direction, f.peer_host, f.peer_ip, f.tls_version) for f in facts] == [
+        (Direction.INBOUND, "mx.example.net", "203.0.113.5", TlsVersion.TLS1_3),
+        (Direction.INBOUND, "mx6.example.net", "2001:db8::25", TlsVersion.TLS1_2),
+        (Direction.INBOUND, "mx7.example.net", "2001:db8::26", TlsVersion.NONE),
+        (Direction.OUTBOUND, "mx6.example.org", "2001:db8::1:25", TlsVersion.TLS1_3),
+        (Direction.OUTBOUND, "mx7.example.org", "2001:db8::1:26", TlsVersion.TLS1_2),
+    ]
+    assert not report.skipped
+
+
+def test_long_queue_ids_are_followed_like_short_ones() -> None:
+    facts, _ = parse("long_queue_ids.log")
+
+    assert [(fact.direction, fact.source_key.split(":")[2], fact.size_bytes) for fact in facts] == [
+        (Direction.INBOUND, "4DQZH96tZczdZLP", 1234),
+        (Direction.OUTBOUND, "4DQZH96tZczdZLP", 1234),
+    ]
+
+
+def test_multi_instance_program_names_are_followed_per_instance() -> None:
+    facts, _ = parse("multi_instance.log")
+
+    assert [(f.direction, f.peer_host, f.tls_version, f.size_bytes) for f in facts] == [
+        (Direction.INBOUND, "mx.example.net", TlsVersion.TLS1_2, 800),
+        (Direction.OUTBOUND, "mx.example.org", TlsVersion.TLS1_3, 900),
+    ]
+
+
+def test_iso_and_rfc5424_timestamps_carry_their_own_year_and_become_utc() -> None:
+    facts, report = parse("iso_timestamps.log", year=1999)
+
+    assert [(fact.direction, fact.occurred_at, fact.tls_version) for fact in facts] == [
+        (Direction.INBOUND, utc(2021, 1, 26, 23, 30, 2, 500000), TlsVersion.TLS1_3),
+        (Direction.OUTBOUND, utc(2021, 1, 27, 23, 59, 59, 999000), TlsVersion.NONE),
+        (Direction.OUTBOUND, utc(2021, 1, 28, 13, 0, 1, 500000), TlsVersion.TLS1_2),
+    ]
+    assert all(fact.occurred_at.tzinfo is UTC for fact in facts)
+    assert not report.skipped
+
+
+def test_the_year_turns_from_december_to_january_with_the_year_given() -> None:
+    facts, _ = parse("year_rollover.log", year=2020)
+
+    assert [fact.occurred_at for fact in facts] == [
+        utc(2020, 12, 31, 23, 59, 59), utc(2021, 1, 1, 0, 10, 1),
+    ]
+
+
+def test_the_year_turns_from_december_to_january_with_a_reference_time() -> None:
+    facts, _ = parse("year_rollover.log", year=None, reference_time=utc(2021, 1, 1, 8, 0, 0))
+
+    assert [fact.occurred_at for fact in facts] == [
+        utc(2020, 12, 31, 23, 59, 59), utc(2021, 1, 1, 0, 10, 1),
+    ]
+
+
+# Keys, streaming and bad input
+
+
+def test_parsing_the_same_log_twice_gives_the_same_keys() -> None:
+    first, _ = parse("amavis_reinjection.log")
+    second, _ = parse("amavis_reinjection.log")
+
+    assert [fact.source_key for fact in first] == [fact.source_key for fact in second]
+    assert first == second
+
+
+def test_a_reused_queue_id_gives_distinct_keys_even_when_a_removal_was_lost() -> None:
+    facts, _ = parse("queue_id_reuse.log")
+
+    assert [(fact.peer_ip, fact.size_bytes) for fact in facts] == [
+        ("203.0.113.5", 100), ("203.0.113.6", 200), ("203.0.113.7", 300),
+    ]
+    assert len({fact.source_key for fact in facts}) == 3
+
+
+def test_keys_are_unique_within_every_fixture() -> None:
+    for path in sorted(FIXTURES.glob("*.log")):
+        keys = [fact.source_key for fact in parse(path.name)[0]]
+
+        assert len(keys) == len(set(keys)), path.name
+
+
+def test_facts_stream_out_as_soon_as_qmgr_removes_the_message() -> None:
+    lines = lines_of("amavis_reinjection.log")
+    consumed = 0
+
+    def feed() -> Iterator[str]:
+        nonlocal consumed
+        for line in lines:
+            consumed += 1
+            yield line
+
+    report = IngestReport()
+    facts = parse_postfix(
+        feed(), policy=BoundaryPolicy(), year=2021, reference_time=None, report=report
+    )
+    first = next(facts)
+
+    removed_at = lines.index("Jan 27 10:00:03 mx1 postfix/qmgr[50]: 1A2B3C4D5E: removed\n") + 1
+    assert first.direction is Direction.INBOUND
+    assert consumed == removed_at
+    assert report.lines == removed_at
+
+
+def test_unusable_lines_are_counted_by_kind_and_do_not_stop_the_parse() -> None:
+    facts, report = parse("unusable_lines.log")
+
+    assert report.skipped == {
+        "unparseable timestamp": 1,
+        "malformed postfix line": 5,
+        "postfix line without syslog header": 1,
+    }
+    assert [fact.source_key for fact in facts] == [
+        "postfix:mx1:F607182939:2021-01-27T10:00:11+00:00:in",
+    ]
+    assert report.lines == len(lines_of("unusable_lines.log"))
+    assert report.facts == 1
+
+
+def test_the_report_summary_names_counts_and_kinds() -> None:
+    _, report = parse("unusable_lines.log")
+
+    assert report.summary() == (
+        "22 lines, 1 message facts, 7 lines skipped: 5 malformed postfix line, "
+        "1 postfix line without syslog header, 1 unparseable timestamp"
+    )

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from mailflow.errors import UnknownOrganizationError
+from mailflow.store.organizations import ensure_organization
+from mailflow.store.tokens import authenticate, create_token, list_tokens, revoke_token
+
+
+async def test_a_created_token_authenticates_as_its_organization_and_only_its_hash_is_stored(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        token = await create_token(connection, contoso, description="dashboard")
+        organization_id = await authenticate(connection, token)
+        row = await connection.fetchrow("SELECT * FROM api_tokens")
+
+    assert organization_id == contoso
+    assert token.startswith(f"mf_{contoso}_")
+    assert len(token) == len(f"mf_{contoso}_") + 43
+    assert row is not None
+    assert bytes(row["token_hash"]) == hashlib.sha256(token.encode()).digest()
+    assert token.encode() not in b"".join(str(value).encode() for value in row.values())
+    assert row["description"] == "dashboard"
+    assert row["last_used_at"] is not None
+
+
+async def test_two_tokens_of_one_organization_are_different(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        first = await create_token(connection, contoso)
+        second = await create_token(connection, contoso)
+
+        assert first != second
+        assert await authenticate(connection, first) == contoso
+        assert await authenticate(connection, second) == contoso
+
+
+async def test_an_expired_token_is_refused(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        expired = await create_token(
+            connection, contoso, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        valid = await create_token(
+            connection, contoso, expires_at=datetime.now(UTC) + timedelta(days=1))
+
+        assert await authenticate(connection, expired) is None
+        assert await authenticate(connection, valid) == contoso
+
+
+async def test_a_revoked_token_is_refused_and_revoking_twice_reports_nothing_to_do(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        token = await create_token(connection, contoso)
+        [info] = await list_tokens(connection, contoso)
+
+        assert await revoke_token(connection, contoso, info.id)
+        assert not await revoke_token(connection, contoso, info.id)
+        assert await authenticate(connection, token) is None
+        [revoked] = await list_tokens(connection, contoso)
+    assert revoked.revoked_at is not None
+
+
+async def test_an_organization_cannot_revoke_another_organizations_token(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        fabrikam = await ensure_organization(connection, "fabrikam")
+        token = await create_token(connection, contoso)
+        [info] = await list_tokens(connection, contoso)
+
+        assert not await revoke_token(connection, fabrikam, info.id)
+        assert await authenticate(connection, token) == contoso
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "mf_",
+        "mf_1",
+        "mf_1_",
+        "Bearer mf_1_" + "a" * 43,
+        "mf_1_" + "a" * 42,
+        "mf_1_" + "a" * 44,
+        "mf_1_" + "a" * 42 + "!",
+        "mf_01_" + "a" * 43,
+        "mf_x_" + "a" * 43,
+        "mf_-1_" + "a" * 43,
+        "mf_\u0661_" + "a" * 43,  # an Arabic-Indic digit one
+        "mf_99999999999999999999_" + "a" * 43,
+        "mf_9223372036854775808_" + "a" * 43,
+        "mf_1_" + "a" * 42 + "\x00",
+    ],
+)
+async def test_a_malformed_token_is_refused_without_raising(
+    pool: asyncpg.Pool, token: str
+) -> None:
+    async with pool.acquire() as connection:
+        await ensure_organization(connection, "contoso")
+        assert await authenticate(connection, token) is None
+
+
+async def test_a_token_presented_under_another_organizations_id_is_refused(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        fabrikam = await ensure_organization(connection, "fabrikam")
+        token = await create_token(connection, contoso)
+        secret = token.removeprefix(f"mf_{contoso}_")
+
+        assert await authenticate(connection, f"mf_{fabrikam}_{secret}") is None
+        assert await authenticate(connection, token) == contoso
+
+
+async def test_last_use_is_recorded_at_most_once_a_minute(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        token = await create_token(connection, contoso)
+        [unused] = await list_tokens(connection, contoso)
+        await authenticate(connection, token)
+        ago_30s = await connection.fetchval(
+            "UPDATE api_tokens SET last_used_at = now() - interval '30 seconds' "
+            "RETURNING last_used_at")
+        await authenticate(connection, token)
+        [within_a_minute] = await list_tokens(connection, contoso)
+        await connection.execute(
+            "UPDATE api_tokens SET last_used_at = now() - interval '2 minutes'")
+        await authenticate(connection, token)
+        [after_a_minute] = await list_tokens(connection, contoso)
+
+    assert unused.last_used_at is None
+    assert within_a_minute.last_used_at == ago_30s
+    assert after_a_minute.last_used_at is not None
+    assert after_a_minute.last_used_at > ago_30s
+
+
+async def test_a_refused_token_records_no_use(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        token = await create_token(
+            connection, contoso, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        await authenticate(connection, token)
+        [info] = await list_tokens(connection, contoso)
+
+    assert info.last_used_at is None
+
+
+async def test_a_token_for_a_missing_organization_is_a_clear_error(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection:
+        with pytest.raises(UnknownOrganizationError, match="no organization has the id 42"):
+            await create_token(connection, 42)
+
+
+async def test_an_expiry_without_a_time_zone_is_refused(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        with pytest.raises(ValueError, match="time zone"):
+            await create_token(connection, contoso, expires_at=datetime(2030, 1, 1))
+        assert await list_tokens(connection, contoso) == []
