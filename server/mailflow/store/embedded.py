@@ -188,6 +188,6 @@ class EmbeddedPostgres:
             f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"
         )
         if "1" not in exists.split():
-            self._pgserver.psql("CREATE DATABASE {DATABASE_NAME}")
+            self._pgserver.psql(f"CREATE DATABASE {DATABASE_NAME}")
         uri: str = self._pgserver.get_uri(DATABASE_NAME)
         return uri

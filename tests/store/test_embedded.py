@@ -1,0 +1,63 @@
+"""The embedded PostgreSQL starts, answers and stops, with either kind of binaries."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from mailflow.store.embedded import EmbeddedPostgres
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="mailflow-embedded-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def servers_running_in(path: Path) -> list[str]:
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [line for line in listing.stdout.splitlines()
+            if str(path) in line and "postgres" in line]
+
+
+async def answers(dsn: str) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        value: int = await connection.fetchval("SELECT 41 + 1")
+        return value
+    finally:
+        await connection.close()
+
+
+async def test_the_pip_installed_server_is_used_without_system_binaries(data_dir: Path) -> None:
+    server = EmbeddedPostgres(data_dir, bindir=None)
+    dsn = server.start()
+    try:
+        assert await answers(dsn) == 42
+        assert "/mailflow" in dsn
+    finally:
+        server.stop()
+    assert servers_running_in(data_dir) == []
+
+
+async def test_a_second_start_reuses_the_running_server_and_leaves_it_running(
+    data_dir: Path,
+) -> None:
+    first = EmbeddedPostgres(data_dir)
+    dsn = first.start()
+    try:
+        second = EmbeddedPostgres(data_dir)
+        assert second.start() == dsn
+        second.stop()
+        assert await answers(dsn) == 42, "the second user must not stop the first one's server"
+    finally:
+        first.stop()
+    assert servers_running_in(data_dir) == []
