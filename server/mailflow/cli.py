@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from mailflow.errors import MailflowError
-from mailflow.settings import Settings, get_settings
+from mailflow.settings import Settings, describe_errors, get_settings
 from mailflow.store.embedded import EmbeddedPostgresError
 from mailflow.store.migrate import MigrationError
 
@@ -45,14 +46,37 @@ class UsageError(MailflowError):
     code = "BAD_USAGE"
 
 
+DEMO_ORGANIZATION = "demo"
+
+
+def _refuse_demo_name(organization: str) -> None:
+    """The demo organization belongs to 'serve --demo', which rewrites it at every start."""
+    if organization.lower() == DEMO_ORGANIZATION:
+        typer.echo(
+            f"mailflow: error: the organization name {organization!r} is reserved for the demo "
+            "that 'mailflow serve --demo' loads (and rewrites); choose another name",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+async def _organization_id(connection: Any, organization: str) -> int:
+    from mailflow.store.organizations import find_organization
+
+    organization_id = await find_organization(connection, organization)
+    if organization_id is None:
+        raise UsageError(
+            f"organization {organization!r} does not exist: declare it with "
+            "'mailflow org apply FILE' or load mail with 'mailflow ingest ... --org'"
+        )
+    return organization_id
+
+
 def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a command's coroutine; turn the errors a user can act on into one line and exit 2."""
     try:
         return asyncio.run(main())
-    except (MailflowError, MigrationError, EmbeddedPostgresError) as error:
-        typer.echo(f"mailflow: error: {error}", err=True)
-        raise typer.Exit(2) from None
-    except OSError as error:
+    except (MailflowError, MigrationError, EmbeddedPostgresError, OSError) as error:
         typer.echo(f"mailflow: error: {error}", err=True)
         raise typer.Exit(2) from None
 
@@ -67,7 +91,12 @@ def _configure_logging(settings: Settings) -> None:
 
 @app.callback()
 def _main() -> None:
-    _configure_logging(get_settings())
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        typer.echo(f"mailflow: error in the settings: {describe_errors(error)}", err=True)
+        raise typer.Exit(2) from None
+    _configure_logging(settings)
 
 
 async def _with_database(work: Callable[[Any], Awaitable[T]]) -> T:
@@ -80,14 +109,17 @@ async def _with_database(work: Callable[[Any], Awaitable[T]]) -> T:
 @app.command()
 def migrate() -> None:
     """Apply pending database migrations (the server also does this at start)."""
-    from mailflow.store.migrate import migrate as apply_migrations
+    from mailflow.store.db import migrate_or_explain, open_database
 
-    async def work(pool: Any) -> None:
-        async with pool.acquire() as connection:
-            applied = await apply_migrations(connection)
-        typer.echo(f"database is current ({len(applied)} migration(s) applied now)", err=True)
+    async def work() -> None:
+        async with (
+            open_database(get_settings(), run_migrations=False) as pool,
+            pool.acquire() as connection,
+        ):
+            applied = await migrate_or_explain(connection)
+        typer.echo(f"database is current: {len(applied)} migration(s) applied now", err=True)
 
-    _run(lambda: _with_database(work))
+    _run(work)
 
 
 @org_app.command("apply")
@@ -103,6 +135,7 @@ def org_apply(
     except MailflowError as error:
         typer.echo(f"mailflow: error: {error}", err=True)
         raise typer.Exit(2) from None
+    _refuse_demo_name(config.organization)
 
     async def work(pool: Any) -> None:
         async with pool.acquire() as connection:
@@ -122,10 +155,9 @@ def token_create(
     org: Annotated[str, typer.Option("--org", help="Organization the token reads.")],
     description: Annotated[str, typer.Option(help="What the token is for.")] = "",
     expires_in_days: Annotated[int | None, typer.Option(
-        min=1, help="Days until the token expires; never by default.")] = None,
+        min=1, max=36500, help="Days until the token expires; never by default.")] = None,
 ) -> None:
     """Print a new API token alone on stdout; only its hash is stored."""
-    from mailflow.store.organizations import find_organization
     from mailflow.store.tokens import create_token
 
     expires_at = None
@@ -134,17 +166,52 @@ def token_create(
 
     async def work(pool: Any) -> str:
         async with pool.acquire() as connection:
-            organization_id = await find_organization(connection, org)
-            if organization_id is None:
-                raise UsageError(
-                    f"organization {org!r} does not exist: declare it with "
-                    "'mailflow org apply FILE' or load mail with 'mailflow ingest ... --org'"
-                )
+            organization_id = await _organization_id(connection, org)
             token: str = await create_token(connection, organization_id,
                                             description=description, expires_at=expires_at)
             return token
 
     typer.echo(_run(lambda: _with_database(work)))
+
+
+@token_app.command("list")
+def token_list(
+    org: Annotated[str, typer.Option("--org", help="Organization whose tokens to list.")],
+) -> None:
+    """List an organization's tokens (never the tokens themselves: only their ids)."""
+    from mailflow.store.tokens import list_tokens
+
+    async def work(pool: Any) -> None:
+        async with pool.acquire() as connection:
+            tokens = await list_tokens(connection, await _organization_id(connection, org))
+        typer.echo("id\tcreated\texpires\trevoked\tlast used\tdescription")
+        for token in tokens:
+            cells = (token.created_at, token.expires_at, token.revoked_at, token.last_used_at)
+            when = "\t".join(cell.isoformat(timespec="seconds") if cell else "-" for cell in cells)
+            typer.echo(f"{token.id}\t{when}\t{token.description}")
+
+    _run(lambda: _with_database(work))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(min=1, help="Token id, as 'token list' shows it.")],
+    org: Annotated[str, typer.Option("--org", help="Organization the token belongs to.")],
+) -> None:
+    """Revoke a token: requests that carry it get 401 from now on."""
+    from mailflow.store.tokens import revoke_token
+
+    async def work(pool: Any) -> None:
+        async with pool.acquire() as connection:
+            organization_id = await _organization_id(connection, org)
+            if not await revoke_token(connection, organization_id, token_id):
+                raise UsageError(
+                    f"organization {org!r} has no active token {token_id}: "
+                    "'mailflow token list' shows its tokens"
+                )
+        typer.echo(f"token {token_id} revoked", err=True)
+
+    _run(lambda: _with_database(work))
 
 
 @ingest_app.command("postfix")
@@ -154,16 +221,18 @@ def ingest_postfix(
     org: Annotated[str, typer.Option("--org", help="Organization the mail belongs to; "
                                      "created when it does not exist.")],
     year: Annotated[int | None, typer.Option(
-        min=1970, max=9999,
+        min=1970, max=9998,
         help="Year of the first line for syslog time stamps without one; "
              "default: from the files' modification time.")] = None,
 ) -> None:
     """Load Postfix logs: one fact per message crossing the boundary, rollups refreshed."""
     from mailflow.ingest.run import ingest_postfix_files
 
+    _refuse_demo_name(org)
     for name in files:
         if name != "-" and not Path(name).is_file():
-            typer.echo(f"mailflow: error: {name}: no such file", err=True)
+            problem = "is a directory" if Path(name).is_dir() else "no such file"
+            typer.echo(f"mailflow: error: {name}: {problem}", err=True)
             raise typer.Exit(2)
 
     async def work(pool: Any) -> None:

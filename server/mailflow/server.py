@@ -33,7 +33,7 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
     """Open the database, load the demo if asked, and serve until a signal arrives."""
-    async with open_database(settings) as pool:
+    async with open_database(settings, server=True) as pool:
         demo_organization_id = None
         if demo:
             from mailflow.demo import load_demo

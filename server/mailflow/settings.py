@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,14 +36,66 @@ class Settings(BaseSettings):
     max_range_days: int = Field(
         default=90, ge=1, le=3660, description="Longest report range, in days."
     )
-    pool_min_size: int = Field(default=1, ge=0)
-    pool_max_size: int = Field(default=10, ge=1)
-    log_level: str = Field(default="INFO")
+    pool_min_size: int = Field(default=1, ge=0, description="Connections the pool keeps open.")
+    pool_max_size: int = Field(default=10, ge=1, description="Most connections the pool opens.")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @field_validator("database_url")
     @classmethod
-    def _blank_is_none(cls, value: str | None) -> str | None:
-        return value or None
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"{redact(value)!r} is not a PostgreSQL URL: use "
+                "postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or leave it unset "
+                "for the embedded database"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"MAILFLOW_POOL_MIN_SIZE ({self.pool_min_size}) is larger than "
+                f"MAILFLOW_POOL_MAX_SIZE ({self.pool_max_size})"
+            )
+        return self
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def redact(url: str) -> str:
+    """A database URL without its password, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per bad setting, naming its environment variable and the value given."""
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]).lower() if problem["loc"] else ""
+        variable = "DATABASE_URL" if field == "database_url" else f"MAILFLOW_{field.upper()}"
+        message = problem["msg"]
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")  # our validators name the value
+        elif field != "database_url" and "input" in problem:
+            message = f"{problem['input']!r}: {message}"
+        lines.append(f"{variable}: {message}" if field else message)
+    return "; ".join(lines)
 
 
 @lru_cache(maxsize=1)

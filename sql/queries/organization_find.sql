@@ -1,4 +1,4 @@
--- The id of the organization named $1.
+-- The id of the organization named $1, whatever the case of its letters.
 SELECT id
 FROM organizations
-WHERE name = $1
+WHERE lower(name) = lower($1)

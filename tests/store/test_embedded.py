@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from mailflow.store.embedded import EmbeddedPostgres
+from mailflow.store.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
 
 @pytest.fixture
@@ -60,4 +60,38 @@ async def test_a_second_start_reuses_the_running_server_and_leaves_it_running(
         assert await answers(dsn) == 42, "the second user must not stop the first one's server"
     finally:
         first.stop()
+    assert servers_running_in(data_dir) == []
+
+
+def test_a_second_server_on_the_same_data_directory_is_refused(data_dir: Path) -> None:
+    first = EmbeddedPostgres(data_dir, owner=True)
+    first.start()
+    try:
+        with pytest.raises(EmbeddedPostgresError, match="another mailflow server"):
+            EmbeddedPostgres(data_dir, owner=True).start()
+    finally:
+        first.stop()
+    assert servers_running_in(data_dir) == []
+
+
+async def test_a_server_adopts_a_postgres_left_running_and_stops_it(data_dir: Path) -> None:
+    orphan = EmbeddedPostgres(data_dir)
+    orphan.start()  # and never stopped, as when its process is killed
+    server = EmbeddedPostgres(data_dir, owner=True)
+    dsn = server.start()
+    assert await answers(dsn) == 42
+    server.stop()
+    assert servers_running_in(data_dir) == []
+
+
+async def test_a_command_leaves_running_the_postgres_a_server_adopted(data_dir: Path) -> None:
+    command = EmbeddedPostgres(data_dir)
+    dsn = command.start()
+    server = EmbeddedPostgres(data_dir, owner=True)
+    server.start()
+    try:
+        command.stop()
+        assert await answers(dsn) == 42
+    finally:
+        server.stop()
     assert servers_running_in(data_dir) == []

@@ -9,29 +9,47 @@ from typing import Any
 
 import asyncpg
 
-from mailflow.settings import Settings
+from mailflow.errors import MailflowError
+from mailflow.settings import Settings, redact
+from mailflow.store.connection import Connection
 from mailflow.store.embedded import EmbeddedPostgres
-from mailflow.store.migrate import migrate
+from mailflow.store.migrate import Migration, migrate
 
 log = logging.getLogger("mailflow.db")
 
 Pool = asyncpg.Pool
 
 
+class DatabaseUnavailableError(MailflowError):
+    """The database could not be reached or refused mailflow."""
+
+    code = "DATABASE_UNAVAILABLE"
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **options: Any) -> Pool:
-    """An asyncpg pool on ``dsn``."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **options)
+    """An asyncpg pool on ``dsn``; DatabaseUnavailableError says why when it cannot connect."""
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **options)
+    except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise DatabaseUnavailableError(
+            f"cannot connect to the database at {redact(dsn)}: {error}"
+        ) from error
     assert pool is not None
     return pool
 
 
 @contextlib.asynccontextmanager
-async def open_database(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[Pool]:
-    """A migrated pool on DATABASE_URL, or on an embedded server started (and stopped) here."""
+async def open_database(
+    settings: Settings, *, run_migrations: bool = True, server: bool = False
+) -> AsyncIterator[Pool]:
+    """A migrated pool on DATABASE_URL, or on an embedded server started (and stopped) here.
+
+    ``server`` marks the long-running API process, which owns the embedded database.
+    """
     embedded = None
     dsn = settings.database_url
     if dsn is None:
-        embedded = EmbeddedPostgres(settings.data_dir)
+        embedded = EmbeddedPostgres(settings.data_dir, owner=server)
         dsn = embedded.start()
     try:
         pool = await create_pool(dsn, min_size=settings.pool_min_size,
@@ -39,10 +57,21 @@ async def open_database(settings: Settings, *, run_migrations: bool = True) -> A
         try:
             if run_migrations:
                 async with pool.acquire() as connection:
-                    await migrate(connection)
+                    await migrate_or_explain(connection)
             yield pool
         finally:
             await pool.close()
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+async def migrate_or_explain(connection: Connection) -> list[Migration]:
+    """Apply pending migrations; a role without the right to create tables is told what to grant."""
+    try:
+        return await migrate(connection)
+    except asyncpg.InsufficientPrivilegeError as error:
+        raise DatabaseUnavailableError(
+            f"the database role may not create mailflow's tables ({error}): make it the owner "
+            "of the database, or GRANT CREATE ON SCHEMA public TO it"
+        ) from error

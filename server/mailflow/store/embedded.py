@@ -7,6 +7,7 @@ socket inside the data directory, so it never collides with another server's por
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import logging
 import os
@@ -41,12 +42,21 @@ def find_system_bindir() -> Path | None:
 
 @dataclass
 class EmbeddedPostgres:
-    """PostgreSQL in ``data_dir``; ``start()`` returns a DSN, ``stop()`` stops what it started."""
+    """PostgreSQL in ``data_dir``; ``start()`` returns a DSN, ``stop()`` stops what it started.
+
+    A server process (``owner=True``) holds a lock on the data directory for its
+    lifetime: a second server is refused, and a PostgreSQL left running by one
+    that was killed is adopted and stopped at the end. Other commands use a
+    running PostgreSQL as they find it, and stop one they started only when no
+    server has adopted it meanwhile.
+    """
 
     data_dir: Path
     bindir: Path | None = field(default_factory=find_system_bindir)
+    owner: bool = False
     started_here: bool = False
     _pgserver: Any = None
+    _lock: Any = None
 
     @property
     def cluster_dir(self) -> Path:
@@ -64,11 +74,17 @@ class EmbeddedPostgres:
         if self.bindir is None:
             return self._start_pgserver()
         self._prepare_directories()
+        if self.owner:
+            self._take_server_lock()
         if not (self.cluster_dir / "PG_VERSION").exists():
             log.info("creating an embedded PostgreSQL cluster in %s", self.cluster_dir)
             self._run("initdb", "-D", str(self.cluster_dir), "-U", "postgres",
                       "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8")
-        if self._running():
+        if self._running() and self.owner:
+            log.warning("adopting the embedded PostgreSQL left running in %s by a server that "
+                        "did not stop cleanly; it stops with this one", self.cluster_dir)
+            self.started_here = True
+        elif self._running():
             log.info("using the embedded PostgreSQL already running in %s", self.cluster_dir)
         else:
             options = f"-c listen_addresses='' -k {self.socket_dir}"
@@ -88,14 +104,55 @@ class EmbeddedPostgres:
             self._pgserver.cleanup()
             self._pgserver = None
             return
-        if not self.started_here or self.bindir is None:
-            return
-        if not self._running():
+        try:
+            if not self.started_here or self.bindir is None:
+                return
             self.started_here = False
-            return
-        self._run("pg_ctl", "-D", str(self.cluster_dir), "-w", "-s", "-m", "fast", "stop")
-        self.started_here = False
-        log.info("embedded PostgreSQL stopped")
+            if not self._running():
+                return
+            if not self.owner and self._server_holds_lock():
+                log.info("leaving the embedded PostgreSQL running for the server that uses it")
+                return
+            self._run("pg_ctl", "-D", str(self.cluster_dir), "-w", "-s", "-m", "fast", "stop")
+            log.info("embedded PostgreSQL stopped")
+        finally:
+            self._release_server_lock()
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.data_dir / "server.lock"
+
+    def _take_server_lock(self) -> None:
+        lock = open(self._lock_path, "a+")  # noqa: SIM115 - held until stop()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            lock.close()
+            raise EmbeddedPostgresError(
+                f"another mailflow server (pid {holder}) uses the embedded PostgreSQL in "
+                f"{self.data_dir}: stop it first, or set MAILFLOW_DATA_DIR to another directory"
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock = lock
+
+    def _release_server_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _server_holds_lock(self) -> bool:
+        if not self._lock_path.exists():
+            return False
+        with open(self._lock_path) as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
 
     def __enter__(self) -> str:
         return self.start()

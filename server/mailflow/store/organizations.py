@@ -238,6 +238,17 @@ class OrganizationConfig(BaseModel):
     def _sort(cls, values: tuple[Value, ...]) -> tuple[Value, ...]:
         return _unique_sorted(values)
 
+    @field_validator("internal_networks")
+    @classmethod
+    def _not_everything(cls, networks: tuple[Network, ...]) -> tuple[Network, ...]:
+        for network in networks:
+            if network.prefixlen == 0:
+                raise ValueError(
+                    f"'{network}' would make every address internal, so no mail would cross "
+                    "the boundary; list the organization's own ranges instead"
+                )
+        return networks
+
     @field_validator("connectors", mode="after")
     @classmethod
     def _check_unique_names(
@@ -271,6 +282,10 @@ def parse_organization(text: str, *, source: str = "<organization file>") -> Org
     """Validate the YAML text of an organization file."""
     try:
         document = yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError:
+        raise OrganizationFileError(
+            f"{source}: nested too deeply to be an organization file"
+        ) from None
     except yaml.MarkedYAMLError as error:
         raise OrganizationFileError(f"{source}: {_describe_yaml_error(error)}") from None
     except yaml.YAMLError as error:

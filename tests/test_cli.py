@@ -1,0 +1,115 @@
+"""The mailflow command: clear one-line errors, tokens, organizations, migrations."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from mailflow.store.tokens import authenticate
+
+MAILFLOW = str(Path(sys.executable).parent / "mailflow")
+
+
+def run(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MAILFLOW, *args], env={**os.environ, **env}, input=stdin,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("MAILFLOW_MAX_RANGE_DAYS", "abc", "MAILFLOW_MAX_RANGE_DAYS: 'abc'"),
+        ("MAILFLOW_MAX_RANGE_DAYS", "0", "greater than or equal to 1"),
+        ("MAILFLOW_LOG_LEVEL", "bogus", "'bogus' is not a log level"),
+        ("MAILFLOW_POOL_MIN_SIZE", "50", "is larger than MAILFLOW_POOL_MAX_SIZE"),
+        ("DATABASE_URL", "mysql://user:secret@db/x", "'mysql://user:***@db/x' is not a Post"),
+    ],
+)
+def test_a_bad_setting_is_named_in_one_line_without_a_traceback(
+    variable: str, value: str, named: str,
+) -> None:
+    result = run({variable: value}, "migrate")
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "secret" not in result.stderr
+
+
+def test_an_unreachable_database_is_named_without_its_password() -> None:
+    result = run({"DATABASE_URL": "postgresql://me:secret@127.0.0.1:1/mail"}, "migrate")
+    assert result.returncode == 2
+    assert "cannot connect to the database at postgresql://me:***@127.0.0.1:1/mail" in result.stderr
+    assert "secret" not in result.stderr
+
+
+def test_migrate_reports_what_it_applied(database_url: str) -> None:
+    result = run({"DATABASE_URL": database_url}, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "0 migration(s) applied now" in result.stderr
+
+
+def test_the_demo_organization_name_is_reserved(database_url: str, tmp_path: Path) -> None:
+    file = tmp_path / "demo.yaml"
+    file.write_text("organization: Demo\n")
+    env = {"DATABASE_URL": database_url}
+    applied = run(env, "org", "apply", str(file))
+    ingested = run(env, "ingest", "postfix", "--org", "demo", "-", stdin="")
+    for result in (applied, ingested):
+        assert result.returncode == 2
+        assert "reserved for the demo" in result.stderr
+
+
+def test_organization_names_ignore_case(database_url: str, tmp_path: Path) -> None:
+    file = tmp_path / "acme.yaml"
+    file.write_text("organization: acme\n")
+    env = {"DATABASE_URL": database_url}
+    assert run(env, "org", "apply", str(file)).returncode == 0
+    token = run(env, "token", "create", "--org", "ACME")
+    assert token.returncode == 0, token.stderr
+
+
+def test_a_directory_given_as_a_log_file_is_named_as_one(database_url: str, tmp_path: Path) -> None:
+    result = run({"DATABASE_URL": database_url}, "ingest", "postfix", "--org", "acme",
+                 str(tmp_path))
+    assert result.returncode == 2
+    assert f"{tmp_path}: is a directory" in result.stderr
+
+
+async def test_a_revoked_token_no_longer_authenticates(database_url: str, tmp_path: Path) -> None:
+    file = tmp_path / "acme.yaml"
+    file.write_text("organization: acme\n")
+    env = {"DATABASE_URL": database_url}
+    assert run(env, "org", "apply", str(file)).returncode == 0
+    token = run(env, "token", "create", "--org", "acme", "--description", "dashboard").stdout
+    token = token.strip()
+
+    listing = run(env, "token", "list", "--org", "acme")
+    assert listing.returncode == 0, listing.stderr
+    assert token not in listing.stdout
+    rows = [line.split("\t") for line in listing.stdout.splitlines()[1:]]
+    assert [(row[0], row[-1]) for row in rows] == [("1", "dashboard")]
+
+    connection = await asyncpg.connect(database_url)
+    try:
+        assert await authenticate(connection, token) is not None
+        assert run(env, "token", "revoke", "1", "--org", "acme").returncode == 0
+        assert await authenticate(connection, token) is None
+    finally:
+        await connection.close()
+    again = run(env, "token", "revoke", "1", "--org", "acme")
+    assert again.returncode == 2
+    assert "has no active token 1" in again.stderr
+
+
+def test_a_token_for_a_missing_organization_is_refused(database_url: str) -> None:
+    result = run({"DATABASE_URL": database_url}, "token", "create", "--org", "nobody")
+    assert result.returncode == 2
+    assert "organization 'nobody' does not exist" in result.stderr
+    assert result.stdout == ""
