@@ -230,16 +230,19 @@ def ingest_postfix(
 
     _refuse_demo_name(org)
     for name in files:
-        if name != "-" and not Path(name).is_file():
-            problem = "is a directory" if Path(name).is_dir() else "no such file"
+        path = Path(name)
+        if name != "-" and (path.is_dir() or not path.exists()):
+            problem = "is a directory" if path.is_dir() else "no such file"
             typer.echo(f"mailflow: error: {name}: {problem}", err=True)
             raise typer.Exit(2)
 
-    async def work(pool: Any) -> None:
-        await ingest_postfix_files(pool, org, files, year=year,
-                                   progress=sys.stdout.isatty())
+    async def work(pool: Any) -> list[str]:
+        report, _ = await ingest_postfix_files(pool, org, files, year=year,
+                                               progress=sys.stdout.isatty())
+        return report.problems
 
-    _run(lambda: _with_database(work))
+    if _run(lambda: _with_database(work)):
+        raise typer.Exit(1)  # the summary has listed the files that could not be read
 
 
 @app.command()

@@ -36,6 +36,25 @@ class Settings(BaseSettings):
     max_range_days: int = Field(
         default=90, ge=1, le=3660, description="Longest report range, in days."
     )
+    max_request_bytes: int = Field(
+        default=100_000, ge=1_000, description="Largest GraphQL request body, in bytes."
+    )
+    max_query_tokens: int = Field(
+        default=2_000, ge=200, description="Most tokens a GraphQL document may hold."
+    )
+    max_query_depth: int = Field(
+        default=15, ge=5,
+        description="Deepest nesting of fields; the standard introspection query needs 15.",
+    )
+    max_query_aliases: int = Field(
+        default=30, ge=0, description="Most aliases in an operation, fragments expanded."
+    )
+    max_query_directives: int = Field(
+        default=50, ge=0, description="Most directives in an operation, fragments expanded."
+    )
+    max_query_cost: int = Field(
+        default=5_000, ge=100, description="Most cost points an operation may need (README)."
+    )
     pool_min_size: int = Field(default=1, ge=0, description="Connections the pool keeps open.")
     pool_max_size: int = Field(default=10, ge=1, description="Most connections the pool opens.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")

@@ -178,3 +178,22 @@ async def test_another_organizations_connector_id_is_not_found(
         assert error["extensions"]["code"] == "CONNECTOR_NOT_FOUND"
         assert "Their partner" not in error["message"]
         assert "org-b" not in error["message"]
+
+
+async def test_a_request_with_two_authorization_headers_is_a_bad_request(api: Api) -> None:
+    bearer = f"Bearer {api.token}"
+
+    response = await api.client.post(
+        "/graphql", json={"query": QUERY},
+        headers=[("Authorization", bearer), ("Authorization", bearer)],
+    )
+
+    assert response.status_code == 400
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_request"'
+    assert response.json() == {
+        "errors": [{
+            "message": "the request has 2 Authorization headers; send exactly one, "
+                       "'Authorization: Bearer <token>'",
+            "extensions": {"code": "BAD_REQUEST"},
+        }]
+    }

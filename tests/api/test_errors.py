@@ -70,6 +70,26 @@ async def test_a_bad_literal_argument_fails_validation(api: Api) -> None:
     assert "yesterday" in error["message"]
 
 
+async def test_a_date_that_is_no_calendar_day_names_the_value_and_the_accepted_form(
+    api: Api,
+) -> None:
+    literal = await api.error('{ mailFlow(start: "2021-13-45") { date } }')
+    variable = await api.error(
+        "query($start: Date) { mailFlow(start: $start) { date } }", {"start": "2021-02-30"}
+    )
+
+    assert literal["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    assert literal["message"] == (
+        'Date cannot represent "2021-13-45": month must be in 1..12; write a day as '
+        'YYYY-MM-DD, such as "2025-01-31"'
+    )
+    assert variable["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert variable["message"] == (
+        "Variable '$start' has invalid value: Date cannot represent \"2021-02-30\": day is "
+        'out of range for month; write a day as YYYY-MM-DD, such as "2025-01-31"'
+    )
+
+
 async def test_a_query_that_does_not_parse_fails_parsing(api: Api) -> None:
     error = await api.error("{ connectors { name }")
 
@@ -113,11 +133,9 @@ async def test_a_body_that_is_no_graphql_request_is_a_bad_request(api: Api) -> N
     )
 
     assert not_json.status_code == 400
-    assert not_json.json() == {
-        "errors": [{
-            "message": "Unable to parse request body as JSON",
-            "extensions": {"code": "BAD_REQUEST"},
-        }]
-    }
+    (error,) = not_json.json()["errors"]
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    assert error["message"].startswith("the request body is not valid JSON (Expecting ")
+    assert 'must be a JSON object with a "query" string' in error["message"]
     assert no_query.status_code == 400
     assert no_query.json()["errors"][0]["extensions"] == {"code": "BAD_REQUEST"}

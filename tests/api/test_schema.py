@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from graphql import (
     GraphQLEnumType,
@@ -12,7 +14,12 @@ from graphql import (
     parse_value,
 )
 
-from mailflow.api.scalars import parse_long_literal, parse_long_value, serialize_long
+from mailflow.api.scalars import (
+    parse_date,
+    parse_long_literal,
+    parse_long_value,
+    serialize_long,
+)
 from mailflow.api.schema import schema
 
 
@@ -100,3 +107,28 @@ def test_long_serializes_counts_as_json_numbers_and_refuses_what_is_not_one() ->
         serialize_long(2**63)
     with pytest.raises(GraphQLError):
         serialize_long("3")
+
+
+def test_a_date_is_a_calendar_day_written_yyyy_mm_dd() -> None:
+    assert parse_date("2024-02-29") == datetime.date(2024, 2, 29)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2021-13-45", 'Date cannot represent "2021-13-45": month must be in 1..12; '),
+        ("2023-02-29", 'Date cannot represent "2023-02-29": day is out of range for month; '),
+        ("20250131", 'Date cannot represent "20250131": write a day as YYYY-MM-DD'),
+        ("2025-W05-5", 'Date cannot represent "2025-W05-5": write a day as YYYY-MM-DD'),
+        ("2025-01-31T00:00", 'Date cannot represent "2025-01-31T00:00": write a day as'),
+        (20250131, "Date cannot represent 20250131: write a day as YYYY-MM-DD"),
+    ],
+)
+def test_a_date_in_another_form_is_refused_naming_the_value_and_the_form(
+    value: object, message: str
+) -> None:
+    with pytest.raises(GraphQLError) as raised:
+        parse_date(value)
+
+    assert raised.value.message.startswith(message)
+    assert raised.value.message.endswith('write a day as YYYY-MM-DD, such as "2025-01-31"')

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import date
 
@@ -55,3 +56,34 @@ async def test_a_query_over_real_http_is_answered(
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"data": {"mailFlow": [{"bytes": 2**40}]}}
     assert refused.status_code == 401
+
+
+async def test_an_oversized_body_over_real_http_is_refused_at_once_and_others_are_answered(
+    server_url: str, seed: Seed, organization_id: int
+) -> None:
+    token = await seed.token(organization_id)
+    headers = {"Authorization": f"Bearer {token}"}
+    aliases = " ".join(
+        f'a{number}: mailFlow(start: "2020-11-01", end: "2021-01-29") '
+        "{ date messages byTls { version messages } }"
+        for number in range(5000)
+    )
+    five_thousand_aliases = {"query": "{ " + aliases + " }"}
+    fifty_megabytes = b'{"query": "' + b" " * 50_000_000 + b'{ __typename }"}'
+
+    async with httpx.AsyncClient(base_url=server_url, timeout=10) as client:
+        started = time.perf_counter()
+        aliased = await client.post("/graphql", json=five_thousand_aliases, headers=headers)
+        aliased_seconds = time.perf_counter() - started
+        huge = await client.post(
+            "/graphql", content=fifty_megabytes,
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        other = await client.post("/graphql", json={"query": "{ __typename }"}, headers=headers)
+
+    print(f"\n5000 aliases refused in {aliased_seconds * 1000:.0f} ms")
+    assert aliased.status_code == 413
+    assert aliased_seconds < 1
+    assert huge.status_code == 413
+    assert huge.json()["errors"][0]["message"].startswith("the request body is 50000027 bytes;")
+    assert other.json() == {"data": {"__typename": "Query"}}

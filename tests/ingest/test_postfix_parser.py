@@ -6,10 +6,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.postfix import parse_postfix
 from mailflow.ingest.report import IngestReport
+from mailflow.store.facts import fact_record
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -28,6 +31,29 @@ def parse(
         reference_time=reference_time, report=report,
     )
     return list(facts), report
+
+
+def parse_lines(
+    lines: list[str], *, year: int | None = 2021, reference_time: datetime | None = None
+) -> tuple[list[MessageFact], IngestReport]:
+    report = IngestReport()
+    facts = parse_postfix(
+        lines, policy=BoundaryPolicy(), year=year, reference_time=reference_time, report=report
+    )
+    return list(facts), report
+
+
+def one_inbound_message(
+    *, size: str = "4622", nrcpt: str = "2", queue_id: str = "A1B2C3D4E5", stamp: str = "Jan 27"
+) -> list[str]:
+    """The lines of one message from an external client, as qmgr and smtpd log them."""
+    return [
+        f"{stamp} 10:00:01 mx1 postfix/smtpd[206]: {queue_id}: "
+        "client=mx.example.net[203.0.113.5]\n",
+        f"{stamp} 10:00:01 mx1 postfix/qmgr[50]: {queue_id}: from=<alice@example.net>, "
+        f"size={size}, nrcpt={nrcpt} (queue active)\n",
+        f"{stamp} 10:00:02 mx1 postfix/qmgr[50]: {queue_id}: removed\n",
+    ]
 
 
 def inbound(facts: list[MessageFact]) -> list[MessageFact]:
@@ -331,3 +357,127 @@ def test_the_report_summary_names_counts_and_kinds() -> None:
         "22 lines, 1 message facts, 7 lines skipped: 5 malformed postfix line, "
         "1 postfix line without syslog header, 1 unparseable timestamp"
     )
+
+
+# Values no real log holds
+
+
+def test_a_recipient_count_beyond_an_integer_loses_that_count_not_the_message() -> None:
+    facts, report = parse_lines(one_inbound_message(nrcpt="99999999999"))
+
+    assert [(fact.recipients, fact.size_bytes, fact.sender_domain) for fact in facts] == [
+        (0, 4622, "example.net"),
+    ]
+    assert report.skipped == {"recipient count out of range": 1}
+    assert report.facts == 1
+
+
+@pytest.mark.parametrize("size", [str(2**40 + 1), str(2**63), "9" * 5000])
+def test_a_size_beyond_a_terabyte_loses_that_size_not_the_message(size: str) -> None:
+    facts, report = parse_lines(one_inbound_message(size=size))
+
+    assert [(fact.recipients, fact.size_bytes) for fact in facts] == [(2, 0)]
+    assert report.skipped == {"size out of range": 1}
+
+
+@pytest.mark.parametrize(
+    ("size", "nrcpt", "read"),
+    [(str(2**40), str(2**31 - 1), (2**31 - 1, 2**40)), ("0" * 40 + "7", "0" * 30 + "3", (3, 7))],
+)
+def test_sizes_and_counts_within_range_are_read_as_logged(
+    size: str, nrcpt: str, read: tuple[int, int]
+) -> None:
+    facts, report = parse_lines(one_inbound_message(size=size, nrcpt=nrcpt))
+
+    assert [(fact.recipients, fact.size_bytes) for fact in facts] == [read]
+    assert not report.skipped
+
+
+def test_nul_characters_a_crash_left_in_the_log_are_dropped() -> None:
+    client, queued, removed = one_inbound_message()
+    padded = "\x00" * 300 + client
+    queued = queued.replace("example.net", "exam\x00ple.net")
+
+    facts, report = parse_lines([padded, queued, removed])
+
+    assert [(fact.peer_host, fact.sender_domain) for fact in facts] == [
+        ("mx.example.net", "example.net"),
+    ]
+    assert not report.skipped
+
+
+def test_a_time_stamp_before_year_one_in_utc_is_an_unparseable_timestamp() -> None:
+    stamp = "0001-01-01T00:00:00+01:00"
+    lines = [
+        f"{stamp} mx1 postfix/smtpd[206]: A1B2C3D4E5: client=mx.example.net[203.0.113.5]\n",
+        f"{stamp} mx1 postfix/qmgr[50]: A1B2C3D4E5: from=<a@example.net>, size=1, nrcpt=1\n",
+    ]
+
+    facts, report = parse_lines(lines)
+
+    assert facts == []
+    assert report.skipped == {"unparseable timestamp": 2}
+
+
+def test_a_message_whose_key_would_be_too_long_to_index_is_skipped() -> None:
+    facts, report = parse_lines(
+        one_inbound_message(queue_id="Q" * 2000) + one_inbound_message(queue_id="F00D")
+    )
+
+    assert [fact.source_key.split(":")[2] for fact in facts] == ["F00D"]
+    assert report.skipped == {"host, queue id or relay too long": 1}
+    assert report.facts == 1
+
+
+def test_every_fact_parsed_from_every_fixture_can_be_stored() -> None:
+    facts = [fact for path in sorted(FIXTURES.glob("*.log")) for fact in parse(path.name)[0]]
+    absurd = [
+        *one_inbound_message(nrcpt="9" * 12, queue_id="B1"),
+        *one_inbound_message(size="9" * 30, queue_id="B2"),
+    ]
+    facts += parse_lines(absurd)[0]
+
+    assert len(facts) > 20
+    for fact in facts:
+        fact_record(1, fact)  # raises for a value that PostgreSQL would reject
+
+
+# What the report tells about the log
+
+
+def test_the_report_spans_the_facts_found_and_counts_the_postfix_daemon_lines() -> None:
+    lines = [
+        "Jan 27 09:00:00 mx1 dovecot: imap-login: Login: user=<bob@example.com>\n",
+        "Jan 27 09:00:00 mx1 postfix/anvil[70]: statistics: max connection rate 1/60s\n",
+        *one_inbound_message(queue_id="C1", stamp="Jan 27"),
+        *one_inbound_message(queue_id="C2", stamp="Jan 29"),
+    ]
+
+    facts, report = parse_lines(lines)
+
+    assert len(facts) == 2
+    assert (report.first_fact_at, report.last_fact_at) == (
+        utc(2021, 1, 27, 10, 0, 1), utc(2021, 1, 29, 10, 0, 1),
+    )
+    assert report.recognized_lines == 6
+
+
+def test_a_log_of_no_postfix_daemon_has_no_recognized_lines_and_no_span() -> None:
+    _, report = parse_lines([
+        "Jan 27 09:00:00 mx1 dovecot: imap-login: Login: user=<bob@example.com>\n",
+        "\x8f\ufffd binary \x00 noise\n",
+    ])
+
+    assert (report.lines, report.recognized_lines, report.facts) == (2, 0, 0)
+    assert report.first_fact_at is None
+
+
+def test_the_report_names_the_year_assumed_only_when_none_was_given() -> None:
+    reference = datetime(2026, 3, 4, tzinfo=UTC)
+
+    facts, assumed = parse_lines(one_inbound_message(), year=None, reference_time=reference)
+    _, given = parse_lines(one_inbound_message(), year=2021, reference_time=reference)
+    _, iso = parse("iso_timestamps.log", year=None, reference_time=reference)
+
+    assert facts[0].occurred_at.year == 2026
+    assert (assumed.assumed_year, given.assumed_year, iso.assumed_year) == (2026, None, None)

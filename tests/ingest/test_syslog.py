@@ -148,6 +148,8 @@ def test_iso_timestamps_are_converted_to_utc() -> None:
         ("Jan 32 06:50:01", "day is out of range"),
         ("Jan 27 6:50:01", "not like 'Jan 27 06:50:01'"),
         ("2021-13-01T00:00:00Z", "month must be in 1..12"),
+        ("0001-01-01T00:30:00+01:00", "outside the years 1 to 9999 in UTC"),
+        ("9999-12-31T23:30:00-01:00", "outside the years 1 to 9999 in UTC"),
     ],
 )
 def test_an_unreadable_timestamp_is_a_value_error(stamp: str, complaint: str) -> None:
@@ -155,3 +157,15 @@ def test_an_unreadable_timestamp_is_a_value_error(stamp: str, complaint: str) ->
 
     with pytest.raises(ValueError, match=complaint):
         clock.parse(stamp)
+
+
+def test_the_year_inferred_for_the_first_classic_timestamp_is_known_as_assumed() -> None:
+    inferred = SyslogClock(year=None, reference_time=datetime(2021, 1, 2, tzinfo=UTC))
+    given = SyslogClock(year=2019, reference_time=datetime(2021, 1, 2, tzinfo=UTC))
+
+    assert inferred.assumed_year is None
+    inferred.parse("Dec 31 23:59:59")
+    inferred.parse("Jan  1 00:00:01")
+    given.parse("Dec 31 23:59:59")
+
+    assert (inferred.assumed_year, given.assumed_year) == (2020, None)

@@ -143,6 +143,76 @@ async def test_a_peer_ip_that_is_no_address_is_rejected_naming_the_source_key(
         await store(pool, organization_id, [bad])
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("recipients", 2**31),
+        ("recipients", -1),
+        ("size_bytes", 2**63),
+        ("size_bytes", -1),
+    ],
+)
+async def test_a_count_outside_its_column_is_rejected_naming_key_and_value_before_any_write(
+    pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact,
+    field: str, value: int,
+) -> None:
+    organization_id = await new_organization()
+    fine = make_fact("fine", "2026-03-01T12:00:00")
+    bad = dataclasses.replace(make_fact("absurd", "2026-03-01T12:00:00"), **{field: value})
+
+    with pytest.raises(InvalidMessageFactError, match=rf"'absurd' has {field} {value}, outside"):
+        await store(pool, organization_id, [fine, bad])
+
+    assert await count_facts(pool) == 0
+
+
+async def test_the_largest_counts_the_columns_hold_are_stored(
+    pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact
+) -> None:
+    organization_id = await new_organization()
+    largest = make_fact("largest", "2026-03-01T12:00:00", recipients=2**31 - 1,
+                        size_bytes=2**63 - 1)
+
+    assert (await store(pool, organization_id, [largest])).inserted == 1
+
+
+@pytest.mark.parametrize("field", ["source_key", "tls_cipher", "peer_host", "sender_domain"])
+async def test_a_nul_character_in_text_is_rejected_naming_the_field(
+    pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact, field: str
+) -> None:
+    organization_id = await new_organization()
+    bad = dataclasses.replace(make_fact("nul", "2026-03-01T12:00:00"), **{field: "a\x00b"})
+
+    with pytest.raises(InvalidMessageFactError, match=rf"has {field} 'a\\x00b', with a NUL"):
+        await store(pool, organization_id, [bad])
+
+
+async def test_a_nul_character_in_a_recipient_domain_is_rejected(
+    pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact
+) -> None:
+    organization_id = await new_organization()
+    bad = dataclasses.replace(
+        make_fact("nul", "2026-03-01T12:00:00"), recipient_domains=("example.org", "a\x00b")
+    )
+
+    with pytest.raises(InvalidMessageFactError, match=r"'nul' has recipient domain 'a\\x00b'"):
+        await store(pool, organization_id, [bad])
+
+
+async def test_a_source_key_too_long_to_index_is_rejected_before_any_write(
+    pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact
+) -> None:
+    organization_id = await new_organization()
+    facts = [make_fact("fine", "2026-03-01T12:00:00"), make_fact("k" * 1025, "2026-03-01")]
+
+    with pytest.raises(InvalidMessageFactError, match="source key of 1025 bytes, more than"):
+        await store(pool, organization_id, facts)
+    stored = await store(pool, organization_id, [make_fact("k" * 1024, "2026-03-01")])
+
+    assert stored.inserted == 1
+    assert await count_facts(pool) == 1
+
+
 async def test_two_batches_can_be_stored_in_one_transaction(
     pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact
 ) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.pipeline import LoadResult, load_facts
-from mailflow.store.facts import StoreResult
+from mailflow.store.facts import InvalidMessageFactError, StoreResult
 
 MakeFact = Callable[..., MessageFact]
 NewOrganization = Callable[[], Awaitable[int]]
@@ -316,6 +316,26 @@ async def test_an_interrupted_load_keeps_rollups_equal_to_facts_and_a_rerun_conv
     assert (rerun.inserted, rerun.duplicates) == (7, 3)
     assert await stored_rollups() == await expected_rollups()
     assert await counts(pool) == (10, len(await expected_rollups()), 10)
+
+
+async def test_an_absurd_count_in_a_later_batch_loses_only_that_batch(
+    pool: asyncpg.Pool,
+    new_organization: NewOrganization,
+    make_fact: MakeFact,
+    stored_rollups: RollupRows,
+    expected_rollups: RollupRows,
+) -> None:
+    organization_id = await new_organization()
+    facts = ten_facts(make_fact)
+    facts[7] = dataclasses.replace(facts[7], recipients=99_999_999_999)
+    committed: list[StoreResult] = []
+
+    with pytest.raises(InvalidMessageFactError, match="'key-7' has recipients 99999999999"):
+        await load_facts(pool, organization_id, facts, batch_size=3, on_batch=committed.append)
+
+    assert [batch.inserted for batch in committed] == [3, 3]
+    assert (await counts(pool))[0] == 6
+    assert await stored_rollups() == await expected_rollups()
 
 
 async def test_a_batch_size_below_one_is_rejected(

@@ -7,16 +7,24 @@ import re
 import uuid
 
 import asyncpg
-from cross_web import HTTPException, StarletteRequestAdapter
+from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types import ExecutionResult
 
 from mailflow.api.auth import UnauthenticatedError, organization_of, unauthenticated_response
+from mailflow.api.body import (
+    RequestError,
+    bounded,
+    from_json_body,
+    from_query_string,
+    unsupported_content_type,
+)
 from mailflow.api.context import RequestContext
 from mailflow.api.errors import (
     BAD_REQUEST,
@@ -41,6 +49,15 @@ PLAIN_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 class GraphQLView(GraphQL[RequestContext, None]):
     """strawberry's ASGI view, run by ``GraphQLEndpoint`` with a context it has built."""
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
+        """One operation from a GET's query string or a POST's JSON body; RequestError if not."""
+        if request.method == "GET":
+            return from_query_string(request.query_params)
+        content_type, _ = parse_content_type(request.content_type or "")
+        if content_type.lower() != "application/json":
+            raise unsupported_content_type(content_type)
+        return from_json_body(await request.get_body())
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -74,6 +91,10 @@ class GraphQLEndpoint:
             response = await self._answer(request, request_id)
         except UnauthenticatedError as error:
             response = unauthenticated_response(error)
+        except RequestError as error:
+            response = JSONResponse(
+                error_body(str(error), error.code), status_code=error.status_code
+            )
         except Exception:
             log.exception(
                 "request %s failed outside GraphQL execution; the client saw only "
@@ -91,6 +112,7 @@ class GraphQLEndpoint:
         if self.view.should_render_graphql_ide(StarletteRequestAdapter(request)):
             return graphiql_page(request)
 
+        request = await bounded(request, self.settings.max_request_bytes)
         # One connection per request: authentication and every loader share it, so a request
         # costs one pool checkout (and one reset) however many reads it makes.
         async with self.pool.acquire() as connection:
@@ -107,7 +129,7 @@ class GraphQLEndpoint:
             try:
                 return await self.view.run(request, context=context)
             except HTTPException as error:
-                # A body that is no GraphQL request at all (bad JSON, no query).
+                # strawberry's own refusals, such as an operationName the document lacks.
                 return JSONResponse(
                     error_body(error.reason, BAD_REQUEST), status_code=error.status_code
                 )

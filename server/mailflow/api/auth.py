@@ -12,16 +12,25 @@ from mailflow.store.tokens import authenticate
 
 MISSING_TOKEN = "Bearer"
 INVALID_TOKEN = 'Bearer error="invalid_token"'
+INVALID_REQUEST = 'Bearer error="invalid_request"'
 
 
 class UnauthenticatedError(MailflowError):
     """The request carries no usable bearer token."""
 
     code = "UNAUTHENTICATED"
+    status_code = 401
 
     def __init__(self, message: str, *, challenge: str = MISSING_TOKEN) -> None:
         super().__init__(message)
         self.challenge = challenge
+
+
+class RepeatedAuthorizationError(UnauthenticatedError):
+    """The request carries several Authorization headers, so whose request it is is unclear."""
+
+    code = "BAD_REQUEST"
+    status_code = 400
 
 
 async def organization_of(
@@ -30,9 +39,16 @@ async def organization_of(
     """The id of the organization the request is scoped to; UnauthenticatedError if none.
 
     A request without an Authorization header reads the demo organization when there is
-    one; a header that is present must hold a valid token, demo or not.
+    one; a header that is present must hold a valid token, demo or not, and be the only one.
     """
-    header = request.headers.get("authorization")
+    headers = request.headers.getlist("authorization")
+    if len(headers) > 1:
+        raise RepeatedAuthorizationError(
+            f"the request has {len(headers)} Authorization headers; send exactly one, "
+            "'Authorization: Bearer <token>'",
+            challenge=INVALID_REQUEST,
+        )
+    header = headers[0] if headers else None
     if header is None:
         if demo_organization_id is not None:
             return demo_organization_id
@@ -59,9 +75,9 @@ async def organization_of(
 
 
 def unauthenticated_response(error: UnauthenticatedError) -> JSONResponse:
-    """HTTP 401 with a GraphQL-shaped body and the Bearer challenge."""
+    """HTTP 401 (400 for a malformed header) with a GraphQL-shaped body and the challenge."""
     return JSONResponse(
         error_body(str(error), error.code),
-        status_code=401,
+        status_code=error.status_code,
         headers={"WWW-Authenticate": error.challenge},
     )

@@ -71,7 +71,8 @@ def client_error(error: GraphQLError, *, executing: bool, request_id: str | None
 def escaped_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
     """An error raised where the boundary could not see it, from an extension's hook.
 
-    ParserCache parses inside its hook, so a syntax error arrives here; anything else is ours.
+    QueryLimits parses inside its hook, so a syntax error, a document over the token limit
+    and a missing operation name arrive here; anything else is ours.
     """
     cause = error.original_error
     if isinstance(cause, MailflowError):

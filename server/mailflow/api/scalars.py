@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
+import re
 from typing import Any, NewType
 
 import strawberry
-from graphql import GraphQLError, IntValueNode, ValueNode, print_ast
+from graphql import GraphQLError, IntValueNode, StringValueNode, ValueNode, print_ast
 from strawberry.types.scalar import ScalarDefinition
 
 Long = NewType("Long", int)
 
 LONG_MIN = -(2**63)
 LONG_MAX = 2**63 - 1
+
+CALENDAR_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATE_FORM = 'write a day as YYYY-MM-DD, such as "2025-01-31"'
 
 
 def serialize_long(value: object) -> int:
@@ -62,4 +68,43 @@ LONG_SCALAR: ScalarDefinition = strawberry.scalar(
     serialize=serialize_long,
     parse_value=parse_long_value,
     parse_literal=parse_long_literal,
+)
+
+
+def serialize_date(value: object) -> str:
+    """A day as YYYY-MM-DD."""
+    if not isinstance(value, datetime.date):
+        raise GraphQLError(f"Date cannot represent a non-date value: {value!r}")
+    return value.isoformat()
+
+
+def parse_date(value: object) -> datetime.date:
+    """A Date from a variable: a string YYYY-MM-DD that names a calendar day."""
+    shown = json.dumps(value) if isinstance(value, str | int | float | bool) else repr(value)
+    if not isinstance(value, str) or not CALENDAR_DAY.fullmatch(value):
+        raise GraphQLError(f"Date cannot represent {shown}: {DATE_FORM}")
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError as error:
+        raise GraphQLError(f"Date cannot represent {shown}: {error}; {DATE_FORM}") from None
+
+
+def parse_date_literal(node: ValueNode, _variables: dict[str, Any] | None = None) -> datetime.date:
+    """A Date written in the query text: a string literal YYYY-MM-DD."""
+    if not isinstance(node, StringValueNode):
+        raise GraphQLError(f"Date cannot represent {print_ast(node)}: {DATE_FORM}", node)
+    try:
+        return parse_date(node.value)
+    except GraphQLError as error:
+        raise GraphQLError(error.message, node) from None
+
+
+DATE_SCALAR: ScalarDefinition = strawberry.scalar(
+    name="Date",
+    description=(
+        "A UTC calendar day written YYYY-MM-DD (ISO 8601), such as \"2025-01-31\"."
+    ),
+    serialize=serialize_date,
+    parse_value=parse_date,
+    parse_literal=parse_date_literal,
 )

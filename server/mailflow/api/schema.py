@@ -13,7 +13,6 @@ from typing import Annotated, TypeVar, cast
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -21,7 +20,8 @@ from mailflow import domain
 from mailflow.api.context import Info
 from mailflow.api.errors import ErrorBoundary
 from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id
-from mailflow.api.scalars import LONG_SCALAR, Long
+from mailflow.api.limits import QueryLimits
+from mailflow.api.scalars import DATE_SCALAR, LONG_SCALAR, Long
 from mailflow.reports import breakdown, series
 from mailflow.reports.errors import ConflictingFiltersError, ConnectorNotFoundError
 from mailflow.reports.insights import (
@@ -476,6 +476,6 @@ class MailflowSchema(strawberry.Schema):
 
 schema = MailflowSchema(
     query=Query,
-    extensions=[ParserCache, ValidationCache, ErrorBoundary],
-    config=StrawberryConfig(scalar_map={Long: LONG_SCALAR}),
+    extensions=[QueryLimits, ErrorBoundary],
+    config=StrawberryConfig(scalar_map={Long: LONG_SCALAR, datetime.date: DATE_SCALAR}),
 )

@@ -12,6 +12,7 @@ import asyncpg
 
 from mailflow.domain import MessageFact
 from mailflow.rollups.refresh import refresh_rollups
+from mailflow.store.connection import Connection
 from mailflow.store.facts import StoreResult, ensure_partitions, months_of, store_facts
 
 log = logging.getLogger("mailflow.ingest")
@@ -46,6 +47,7 @@ async def load_facts(
 
     Each batch commits its facts together with its rollups, so rollups equal facts after every
     batch; after an interruption, loading the same input again stores only what is missing.
+    ``on_batch`` is told of each batch as soon as it is committed.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -54,31 +56,32 @@ async def load_facts(
     for batch in _batches(facts, batch_size):
         if classify is not None:
             batch = [classify(fact) for fact in batch]
-        stored = await _load_batch(pool, organization_id, batch)
-        result.add(stored)
-        log.debug(
-            "stored a batch of message facts",
-            extra={"organization_id": organization_id, "inserted": stored.inserted,
-                   "duplicates": stored.duplicates, "days": len(stored.touched_days)},
-        )
-        if on_batch is not None:
-            on_batch(stored)
+        async with pool.acquire() as connection:
+            stored = await _load_batch(connection, organization_id, batch)
+            # Counted before the connection goes back: a cancellation there loses no count.
+            result.add(stored)
+            log.debug(
+                "stored a batch of message facts",
+                extra={"organization_id": organization_id, "inserted": stored.inserted,
+                       "duplicates": stored.duplicates, "days": len(stored.touched_days)},
+            )
+            if on_batch is not None:
+                on_batch(stored)
     return result
 
 
 async def _load_batch(
-    pool: asyncpg.Pool, organization_id: int, batch: list[MessageFact]
+    connection: Connection, organization_id: int, batch: list[MessageFact]
 ) -> StoreResult:
-    async with pool.acquire() as connection:
-        # New partitions lock message_facts until commit: create them in a short transaction.
-        async with connection.transaction():
-            await ensure_partitions(connection, months_of(batch))
+    # New partitions lock message_facts until commit: create them in a short transaction.
+    async with connection.transaction():
+        await ensure_partitions(connection, months_of(batch))
 
-        # A day spread over many batches is recounted by each: simple and always exact, at the
-        # price of rereading that day's facts once per batch.
-        async with connection.transaction():
-            stored = await store_facts(connection, organization_id, batch)
-            await refresh_rollups(connection, organization_id, stored.touched_days)
+    # A day spread over many batches is recounted by each: simple and always exact, at the
+    # price of rereading that day's facts once per batch.
+    async with connection.transaction():
+        stored = await store_facts(connection, organization_id, batch)
+        await refresh_rollups(connection, organization_id, stored.touched_days)
     return stored
 
 

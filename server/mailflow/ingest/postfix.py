@@ -27,6 +27,12 @@ Facts are emitted when qmgr logs ``QID: removed`` and at the end of input; state
 kept per open queue id and per live smtpd session or smtp connection only.
 Classic syslog timestamps have no zone and are taken as UTC (see
 :class:`~mailflow.ingest.syslog.SyslogClock`); every datetime emitted is UTC.
+
+A value no real log holds never stops a parse: a ``size=`` above 1 TiB or an ``nrcpt=``
+beyond a PostgreSQL integer is counted as an unusable line and read as 0 (unknown, as for
+a delivery whose arrival is not in the log), and the message still counts, so one corrupt
+number loses one number rather than a message. NUL characters, which a crash can leave
+in a log file, are dropped; a fact whose key would be too long to index is skipped.
 """
 
 from __future__ import annotations
@@ -40,10 +46,17 @@ from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.report import IngestReport
 from mailflow.ingest.syslog import SyslogClock, split_syslog_line
+from mailflow.store.facts import MAX_RECIPIENTS, MAX_SOURCE_KEY_BYTES
 
 MALFORMED = "malformed postfix line"
 UNPARSEABLE_TIMESTAMP = "unparseable timestamp"
 NO_HEADER = "postfix line without syslog header"
+SIZE_OUT_OF_RANGE = "size out of range"
+RECIPIENTS_OUT_OF_RANGE = "recipient count out of range"
+KEY_TOO_LONG = "host, queue id or relay too long"
+
+# No mail system queues a terabyte; the bound also keeps a day's byte total in a bigint.
+MAX_MESSAGE_SIZE = 2**40
 
 _TLS_HANDSHAKE = re.compile(
     r"(?:\w+ )?TLS connection (?:established|reused) (?:from|to) "
@@ -81,7 +94,9 @@ def parse_postfix(
     from ``reference_time`` (see :class:`~mailflow.ingest.syslog.SyslogClock`).
     Memory is bounded by the messages still in the queue, not by the input.
     Lines that look like mail events but cannot be used are counted in
-    ``report.skipped``; nothing in the input raises.
+    ``report.skipped``; nothing in the input raises. Every fact is storable as it is.
+    ``report`` also gets the lines of Postfix daemons, the span of the facts, and
+    the year assumed for classic time stamps (when ``year`` is None).
     """
     clock = SyslogClock(year=year, reference_time=reference_time)
     yield from _PostfixReader(policy, clock, report).stream(lines)
@@ -153,10 +168,13 @@ class _PostfixReader:
     def stream(self, lines: Iterable[str]) -> Iterator[MessageFact]:
         """Facts in the order the lines complete them, then those still open at the end."""
         handlers = self._handlers
+        report = self._report
         month_name = self._clock.month_name
         count = 0
         try:
             for count, line in enumerate(lines, 1):
+                if "\x00" in line:
+                    line = line.replace("\x00", "")
                 if line[:3] == month_name and line[15:16] == " ":
                     # Fast path: a classic line of the current month, so the year cannot
                     # turn here; only the lines of daemons that matter are cut further.
@@ -168,6 +186,7 @@ class _PostfixReader:
                     handler = handlers.get(line[slash + 1 : bracket if bracket > 0 else tag_end])
                     if handler is None:
                         continue
+                    report.recognized_lines += 1
                     host_end = line.find(" ", 16)
                     text = line[tag_end + 2 :].rstrip("\r\n")
                     handler(line[:15], line[16:host_end], line[host_end + 1 : tag_end], text)
@@ -175,13 +194,14 @@ class _PostfixReader:
                     self._read(line)
                     month_name = self._clock.month_name
                 if self._ready:
-                    self._report.lines = count
+                    report.lines = count
                     ready, self._ready = self._ready, []
                     yield from ready
-            self._report.lines = count
+            report.lines = count
             yield from self._finish()
         finally:
-            self._report.lines = count
+            report.lines = count
+            report.assumed_year = self._clock.assumed_year
 
     def _read(self, line: str) -> None:
         """Any line: split its header and follow the calendar, then hand it on."""
@@ -196,6 +216,7 @@ class _PostfixReader:
         bracket = tag.find("[", slash)
         handler = self._handlers.get(tag[slash + 1 : bracket] if bracket > 0 else tag[slash + 1 :])
         if slash >= 0 and handler is not None:
+            self._report.recognized_lines += 1
             handler(stamp, host, tag, text)
 
     def _finish(self) -> list[MessageFact]:
@@ -282,8 +303,14 @@ class _PostfixReader:
         if not message.queued:  # qmgr logs this again each time a deferred message returns
             message.queued = True
             message.sender_domain = _domain(match[1])
-            message.size = int(match[2])
-            message.recipients = int(match[3])
+            size = _number(match[2], MAX_MESSAGE_SIZE)
+            recipients = _number(match[3], MAX_RECIPIENTS)
+            if size is None:
+                self._report.skip(SIZE_OUT_OF_RANGE)
+            elif recipients is None:
+                self._report.skip(RECIPIENTS_OUT_OF_RANGE)
+            message.size = size or 0
+            message.recipients = recipients or 0
 
     # delivery agents: TLS handshakes to relays, and each recipient's outcome
 
@@ -401,13 +428,17 @@ class _PostfixReader:
                 del self._messages[key]
 
     def _emit(self, host: str, message: _Message) -> None:
-        facts = self._ready
-        emitted = len(facts)
+        facts = []
         if message.inbound and message.queued and message.client_at is not None:
             facts.append(_inbound_fact(host, message, message.client_at))
         for relay, delivery in message.deliveries.items():
             facts.append(_outbound_fact(host, message, relay, delivery))
-        self._report.facts += len(facts) - emitted
+        for fact in facts:
+            if len(fact.source_key.encode()) > MAX_SOURCE_KEY_BYTES:
+                self._report.skip(KEY_TOO_LONG)
+                continue
+            self._ready.append(fact)
+            self._report.found(fact.occurred_at)
 
 
 def _inbound_fact(host: str, message: _Message, arrived: datetime) -> MessageFact:
@@ -446,6 +477,15 @@ def _outbound_fact(host: str, message: _Message, relay: str, delivery: _Delivery
         size_bytes=message.size,
         status=DeliveryStatus.DELIVERED,
     )
+
+
+def _number(digits: str, maximum: int) -> int | None:
+    """The value of a string of digits, or None above ``maximum`` (int() refuses huge ones)."""
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)):
+        return None
+    value = int(digits)
+    return value if value <= maximum else None
 
 
 def _bare_ip(address: str) -> str:

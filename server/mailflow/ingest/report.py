@@ -1,9 +1,10 @@
-"""What an ingest read: lines, facts, and the unusable lines counted by kind."""
+"""What an ingest read: lines, facts, the unusable lines counted by kind, and reading problems."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass
@@ -13,16 +14,36 @@ class IngestReport:
     ``skipped`` counts lines that looked like mail events but could not be
     used, by a short kind name such as ``"unparseable timestamp"``. Lines that
     carry nothing for the reports (IMAP logins, anvil statistics, ...) are not
-    counted there.
+    counted there. ``recognized_lines`` counts the lines a parser followed as
+    its mail server's (for Postfix, those of smtpd, qmgr, smtp, ...), used or not.
+
+    ``first_fact_at`` and ``last_fact_at`` span the facts found.
+    ``assumed_year`` is the year taken for time stamps that carry none when the
+    caller gave no year. ``problems`` names files that could not be read to the
+    end, and why; ``unrecognized_files`` those with lines but none recognized.
     """
 
     lines: int = 0
     facts: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    recognized_lines: int = 0
+    first_fact_at: datetime | None = None
+    last_fact_at: datetime | None = None
+    assumed_year: int | None = None
+    problems: list[str] = field(default_factory=list)
+    unrecognized_files: list[str] = field(default_factory=list)
 
     def skip(self, kind: str) -> None:
         """Count one unusable line of the given kind."""
         self.skipped[kind] += 1
+
+    def found(self, at: datetime) -> None:
+        """Count one fact that occurred at ``at``."""
+        self.facts += 1
+        if self.first_fact_at is None or at < self.first_fact_at:
+            self.first_fact_at = at
+        if self.last_fact_at is None or at > self.last_fact_at:
+            self.last_fact_at = at
 
     def summary(self) -> str:
         """One line for people, e.g. ``"7534 lines, 180 message facts, 2 lines skipped: ..."``."""

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 
 import asyncpg
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from mailflow.ingest.classify import load_boundary_policy, load_classifier
-from mailflow.ingest.pipeline import LoadResult, load_facts
+from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE, LoadResult, load_facts
 from mailflow.ingest.postfix import parse_postfix
 from mailflow.ingest.report import IngestReport
-from mailflow.ingest.sources import input_size, newest_modification_time, read_lines
+from mailflow.ingest.sources import display_name, input_size, newest_file, read_log
 from mailflow.store.organizations import ensure_organization
 
 log = logging.getLogger("mailflow.ingest")
@@ -21,44 +23,109 @@ log = logging.getLogger("mailflow.ingest")
 
 async def ingest_postfix_files(
     pool: asyncpg.Pool, organization: str, files: Sequence[str], *,
-    year: int | None, progress: bool,
+    year: int | None, progress: bool, batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> tuple[IngestReport, LoadResult]:
-    """Load Postfix log files (read as one stream, in the order given) for an organization."""
+    """Load Postfix log files (read as one stream, in the order given) for an organization.
+
+    A file that cannot be read to the end ends there: its problem is listed in
+    ``report.problems`` (the caller should exit non-zero) and the next file is read.
+    On KeyboardInterrupt, cancellation or an error, what was committed is kept and said
+    so on stderr, and the exception goes on.
+    """
     async with pool.acquire() as connection:
         organization_id = await ensure_organization(connection, organization)
         classifier = await load_classifier(connection, organization_id)
         policy = await load_boundary_policy(connection, organization_id)
 
     report = IngestReport()
+    newest = newest_file(files)
+    committed = LoadResult()
     bar = Progress(
         "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
         TimeRemainingColumn(), disable=not progress, transient=True,
     )
-    with bar:
-        task = bar.add_task("ingesting", total=input_size(files))
-        lines = read_lines(files, advance=lambda n: bar.advance(task, n))
-        facts = parse_postfix(
-            lines, policy=policy, year=year,
-            reference_time=newest_modification_time(files), report=report,
-        )
-        result = await load_facts(pool, organization_id, facts, classify=classifier.assign)
+    try:
+        with bar:
+            task = bar.add_task("ingesting", total=input_size(files))
+            lines = _read_files(files, report, advance=lambda n: bar.advance(task, n))
+            facts = parse_postfix(
+                lines, policy=policy, year=year,
+                reference_time=newest[1] if newest else None, report=report,
+            )
+            result = await load_facts(pool, organization_id, facts, classify=classifier.assign,
+                                      batch_size=batch_size, on_batch=committed.add)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(_stopped("interrupted", committed), file=sys.stderr)
+        raise
+    except Exception:
+        print(_stopped("stopped by an error", committed), file=sys.stderr)
+        raise
 
     log.info(
         "ingest finished",
         extra={"organization_id": organization_id, "lines": report.lines,
                "facts": report.facts, "inserted": result.inserted,
-               "duplicates": result.duplicates},
+               "duplicates": result.duplicates, "problems": len(report.problems)},
     )
-    print(_summary(organization, report, result), file=sys.stderr)
+    print(_summary(organization, report, result, year_from=newest), file=sys.stderr)
     return report, result
 
 
-def _summary(organization: str, report: IngestReport, result: LoadResult) -> str:
+def _read_files(
+    files: Sequence[str], report: IngestReport, advance: Callable[[int], None]
+) -> Iterator[str]:
+    """The lines of each file in turn, noting reading problems and files of no known log."""
+    for name in files:
+        recognized = report.recognized_lines
+        lines = yield from read_log(name, on_problem=report.problems.append, advance=advance)
+        # The parser has read the file's last line before asking for the next one.
+        if lines and report.recognized_lines == recognized:
+            report.unrecognized_files.append(display_name(name))
+
+
+def _summary(
+    organization: str, report: IngestReport, result: LoadResult, *,
+    year_from: tuple[str, datetime] | None,
+) -> str:
     lines = [
-        f"{organization}: read {report.lines} lines, found {report.facts} message facts: "
-        f"{result.inserted} new, {result.duplicates} already loaded; "
+        f"{organization}: read {report.lines} lines, found {report.facts} message facts"
+        f"{_span(report)}: {result.inserted} new, {result.duplicates} already loaded; "
         f"rollups refreshed for {len(result.touched_days)} day(s)",
     ]
     if report.skipped:
         lines.append(report.summary())
+    if report.assumed_year is not None:
+        lines.append(_assumed_year(report.assumed_year, year_from))
+    if report.unrecognized_files:
+        lines.append(f"warning: no Postfix log lines found in "
+                     f"{', '.join(report.unrecognized_files)}: is this a Postfix log?")
+    if report.problems:
+        lines.append(f"error: {len(report.problems)} file(s) could not be read to the end:")
+        lines.extend(f"  {problem}" for problem in report.problems)
     return "\n".join(lines)
+
+
+def _span(report: IngestReport) -> str:
+    """``" from 2021-01-27 to 2021-01-28 (UTC)"``, or nothing without facts."""
+    if report.first_fact_at is None or report.last_fact_at is None:
+        return ""
+    first, last = report.first_fact_at.date(), report.last_fact_at.date()
+    if first == last:
+        return f" on {first} (UTC)"
+    return f" from {first} to {last} (UTC)"
+
+
+def _assumed_year(year: int, year_from: tuple[str, datetime] | None) -> str:
+    if year_from is None:
+        source = "the current date (standard input has no modification time)"
+    else:
+        name, modified = year_from
+        source = f"the modification time of {name} ({modified:%Y-%m-%d})"
+    return (f"note: the log's time stamps carry no year: its first line was taken to be from "
+            f"{year}, going by {source}; if that is wrong, give --year")
+
+
+def _stopped(why: str, committed: LoadResult) -> str:
+    loaded = committed.inserted + committed.duplicates
+    return (f"{why}: {loaded} facts loaded so far are kept; run the same command again "
+            f"to finish (loading is idempotent)")

@@ -101,11 +101,17 @@ class SyslogClock:
 
     def __init__(self, *, year: int | None, reference_time: datetime | None) -> None:
         self._year = year
+        self._assumed_year: int | None = None
         self._reference = (reference_time or datetime.now(UTC)).astimezone(UTC)
         self._month = 0
         self._month_name = ""
         self._last_stamp = ""
         self._last_value = datetime.min.replace(tzinfo=UTC)
+
+    @property
+    def assumed_year(self) -> int | None:
+        """The year inferred for the first classic timestamp; None if given or none seen yet."""
+        return self._assumed_year
 
     @property
     def month_name(self) -> str:
@@ -148,7 +154,7 @@ class SyslogClock:
             first = datetime(year, month, 1, tzinfo=UTC)
         if first > self._reference + _FUTURE_TOLERANCE:
             year -= 1
-        self._year = year
+        self._year = self._assumed_year = year
 
     def _parse_classic(self, stamp: str) -> datetime:
         month = MONTHS.get(stamp[:3])
@@ -175,4 +181,9 @@ def _parse_iso(stamp: str) -> datetime:
     value = datetime.fromisoformat(stamp)
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"syslog timestamp {stamp!r} is outside the years 1 to 9999 in UTC"
+        ) from None

@@ -33,6 +33,10 @@ INCOMING_COLUMNS = (
 
 FactRow = tuple[object, ...]
 
+MAX_RECIPIENTS = 2**31 - 1  # recipients is an integer column
+MAX_SIZE_BYTES = 2**63 - 1  # size_bytes is a bigint column
+MAX_SOURCE_KEY_BYTES = 1024  # far inside the 2704 bytes a primary key's index row may hold
+_TEXT_FIELDS = ("source_key", "tls_cipher", "peer_host", "sender_domain")
 
 
 class InvalidMessageFactError(MailflowError, ValueError):
@@ -95,8 +99,9 @@ async def store_facts(
 
     Facts already stored (same organization, source key and time), also twice in one
     batch, are counted as duplicates. ``touched_days`` are the UTC days of inserted facts.
-    A naive timestamp or malformed peer IP raises InvalidMessageFactError (a ValueError)
-    naming the fact's source key, before anything of the batch is written.
+    A value PostgreSQL would misread or reject (see :func:`fact_record`) raises
+    InvalidMessageFactError (a ValueError) naming the fact's source key and the value,
+    before anything of the batch is written.
     """
     require_transaction(connection, "store_facts")
     records = [fact_record(organization_id, fact) for fact in facts]
@@ -123,13 +128,17 @@ def fact_record(organization_id: int, fact: MessageFact) -> FactRow:
     """The fact as a row of ``INCOMING_COLUMNS``.
 
     Raises InvalidMessageFactError (a ValueError) for values PostgreSQL would misread (naive
-    timestamps) or reject in the middle of a COPY (malformed peer IPs).
+    timestamps) or reject in the middle of a COPY: malformed peer IPs, counts outside their
+    columns' ranges, NUL characters in text, and source keys too long to index.
     """
     if fact.occurred_at.tzinfo is None or fact.occurred_at.utcoffset() is None:
         raise InvalidMessageFactError(
             f"message fact {fact.source_key!r} has a naive occurred_at "
             f"({fact.occurred_at.isoformat()}): give it a time zone, for example tzinfo=UTC"
         )
+    _check_count(fact, "recipients", fact.recipients, MAX_RECIPIENTS)
+    _check_count(fact, "size_bytes", fact.size_bytes, MAX_SIZE_BYTES)
+    _check_text(fact)
     if fact.peer_ip is not None:
         try:
             ipaddress.ip_address(fact.peer_ip)
@@ -154,3 +163,33 @@ def fact_record(organization_id: int, fact: MessageFact) -> FactRow:
         fact.size_bytes,
         fact.status.value,
     )
+
+
+def _check_count(fact: MessageFact, name: str, value: int, maximum: int) -> None:
+    if not 0 <= value <= maximum:
+        raise InvalidMessageFactError(
+            f"message fact {fact.source_key!r} has {name} {value}, "
+            f"outside the range 0 to {maximum} that can be stored"
+        )
+
+
+def _check_text(fact: MessageFact) -> None:
+    for name in _TEXT_FIELDS:
+        value = getattr(fact, name)
+        if value is not None and "\x00" in value:
+            raise InvalidMessageFactError(
+                f"message fact {fact.source_key!r} has {name} {value!r}, "
+                "with a NUL character, which PostgreSQL text cannot hold"
+            )
+    for domain in fact.recipient_domains:
+        if "\x00" in domain:
+            raise InvalidMessageFactError(
+                f"message fact {fact.source_key!r} has recipient domain {domain!r}, "
+                "with a NUL character, which PostgreSQL text cannot hold"
+            )
+    size = len(fact.source_key.encode())
+    if size > MAX_SOURCE_KEY_BYTES:
+        raise InvalidMessageFactError(
+            f"message fact {fact.source_key[:80]!r}... has a source key of {size} bytes, "
+            f"more than the {MAX_SOURCE_KEY_BYTES} that can be indexed"
+        )

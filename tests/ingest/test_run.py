@@ -1,0 +1,195 @@
+"""The ingest runner: files in, facts stored, a summary that says what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gzip
+import os
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from mailflow.domain import MessageFact
+from mailflow.ingest import run
+from mailflow.ingest.run import ingest_postfix_files
+from mailflow.store.facts import InvalidMessageFactError
+
+
+def messages(count: int, *, day: int = 27, start: int = 0, nrcpt: str = "1") -> str:
+    """``count`` inbound messages of three lines each: client=, queued, removed."""
+    lines = []
+    for n in range(start, start + count):
+        stamp = f"Jan {day} 10:{n // 60 % 60:02d}:{n % 60:02d}"
+        lines += [
+            f"{stamp} mx1 postfix/smtpd[200]: Q{n:07d}: client=mx.example.net[203.0.113.5]\n",
+            f"{stamp} mx1 postfix/qmgr[50]: Q{n:07d}: from=<a@example.net>, size=1000, "
+            f"nrcpt={nrcpt} (queue active)\n",
+            f"{stamp} mx1 postfix/qmgr[50]: Q{n:07d}: removed\n",
+        ]
+    return "".join(lines)
+
+
+def write(path: Path, text: str, *, modified: datetime | None = None) -> str:
+    path.write_text(text)
+    if modified is not None:
+        os.utime(path, (modified.timestamp(), modified.timestamp()))
+    return str(path)
+
+
+async def stored(pool: asyncpg.Pool) -> tuple[int, int]:
+    """Facts stored, and messages counted by the daily rollups."""
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM message_facts), "
+        "(SELECT coalesce(sum(messages), 0) FROM daily_rollups)"
+    )
+    assert row is not None
+    return row[0], row[1]
+
+
+async def test_an_absurd_recipient_count_loses_that_count_and_every_fact_is_stored(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = write(tmp_path / "mail.log", messages(3) + messages(1, start=3, nrcpt="99999999999"))
+
+    report, result = await ingest_postfix_files(pool, "acme", [log], year=2021, progress=False)
+
+    assert (result.inserted, report.problems) == (4, [])
+    assert await stored(pool) == (4, 4)
+    assert await pool.fetchval("SELECT sum(recipients) FROM message_facts") == 3
+    assert "1 line skipped: 1 recipient count out of range" in capsys.readouterr().err
+
+
+async def test_the_facts_before_a_truncated_gzip_and_of_the_files_after_it_are_stored(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = gzip.compress(messages(3000, day=26).encode())
+    cut = tmp_path / "mail.log.1.gz"
+    cut.write_bytes(whole[:20_000])
+    after = write(tmp_path / "mail.log", messages(5, day=27))
+
+    report, result = await ingest_postfix_files(
+        pool, "acme", [str(cut), after], year=2021, progress=False
+    )
+
+    [problem] = report.problems
+    assert problem.startswith(f"{cut}: the gzip stream is truncated after line ")
+    lines_read = int(problem.split("after line ")[1].split(";")[0])
+    queued_before_the_cut = (lines_read + 1) // 3  # a message counts once qmgr queued it
+    assert 0 < queued_before_the_cut < 3000
+    assert result.inserted == queued_before_the_cut + 5
+    assert await stored(pool) == (result.inserted, result.inserted)
+    assert f"  {problem}" in capsys.readouterr().err
+
+
+async def test_a_directory_among_the_files_is_listed_as_a_problem_and_the_rest_loaded(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log = write(tmp_path / "mail.log", messages(2))
+
+    report, result = await ingest_postfix_files(
+        pool, "acme", [str(tmp_path), log], year=2021, progress=False
+    )
+
+    assert report.problems == [
+        f"{tmp_path}: is a directory, not a log file; nothing was loaded from it"
+    ]
+    assert result.inserted == 2
+
+
+async def test_a_file_with_no_postfix_line_is_named_in_a_warning(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    noise = tmp_path / "random.bin"
+    noise.write_bytes(random.Random(7).randbytes(50_000))
+    empty = write(tmp_path / "empty.log", "")
+    log = write(tmp_path / "mail.log", messages(2))
+
+    report, _ = await ingest_postfix_files(
+        pool, "acme", [str(noise), empty, log], year=2021, progress=False
+    )
+
+    assert report.unrecognized_files == [str(noise)]
+    assert report.problems == []
+    assert (
+        f"warning: no Postfix log lines found in {noise}: is this a Postfix log?"
+        in capsys.readouterr().err
+    )
+
+
+async def test_the_summary_gives_the_days_of_the_facts_and_the_year_assumed_for_them(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    modified = datetime(2026, 3, 4, 12, tzinfo=UTC)
+    older = write(tmp_path / "mail.log.1", messages(2, day=27),
+                  modified=datetime(2026, 1, 1, tzinfo=UTC))
+    newer = write(tmp_path / "mail.log", messages(2, day=28), modified=modified)
+
+    await ingest_postfix_files(pool, "acme", [older, newer], year=None, progress=False)
+    assumed = capsys.readouterr().err
+    await ingest_postfix_files(pool, "acme", [older, newer], year=2021, progress=False)
+    given = capsys.readouterr().err
+
+    assert "found 4 message facts from 2026-01-27 to 2026-01-28 (UTC)" in assumed
+    assert (
+        "note: the log's time stamps carry no year: its first line was taken to be from 2026, "
+        f"going by the modification time of {newer} (2026-03-04); if that is wrong, give --year"
+    ) in assumed
+    assert "found 4 message facts from 2021-01-27 to 2021-01-28 (UTC)" in given
+    assert "note:" not in given
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, asyncio.CancelledError])
+async def test_an_interrupted_ingest_keeps_the_committed_batches_and_says_how_to_finish(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, interruption: type[BaseException],
+) -> None:
+    log = write(tmp_path / "mail.log", messages(10))
+    parse_postfix = run.parse_postfix
+
+    def interrupted_after_five(*args: Any, **kwargs: Any) -> Iterator[MessageFact]:
+        for number, fact in enumerate(parse_postfix(*args, **kwargs), 1):
+            if number > 5:
+                raise interruption
+            yield fact
+
+    monkeypatch.setattr(run, "parse_postfix", interrupted_after_five)
+    with pytest.raises(interruption):
+        await ingest_postfix_files(pool, "acme", [log], year=2021, progress=False, batch_size=2)
+    monkeypatch.undo()
+    message = capsys.readouterr().err
+    after_interruption = await stored(pool)
+    _, rerun = await ingest_postfix_files(pool, "acme", [log], year=2021, progress=False)
+
+    assert message == (
+        "interrupted: 4 facts loaded so far are kept; run the same command again to finish "
+        "(loading is idempotent)\n"
+    )
+    assert after_interruption == (4, 4)
+    assert (rerun.inserted, rerun.duplicates) == (6, 4)
+    assert await stored(pool) == (10, 10)
+
+
+async def test_an_ingest_stopped_by_an_error_says_what_it_kept(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = write(tmp_path / "mail.log", messages(3))
+    parse_postfix = run.parse_postfix
+
+    def third_fact_naive(*args: Any, **kwargs: Any) -> Iterator[MessageFact]:
+        for number, fact in enumerate(parse_postfix(*args, **kwargs), 1):
+            naive = fact.occurred_at.replace(tzinfo=None)
+            yield dataclasses.replace(fact, occurred_at=naive) if number == 3 else fact
+
+    monkeypatch.setattr(run, "parse_postfix", third_fact_naive)
+    with pytest.raises(InvalidMessageFactError, match="naive occurred_at"):
+        await ingest_postfix_files(pool, "acme", [log], year=2021, progress=False, batch_size=2)
+
+    assert capsys.readouterr().err.startswith("stopped by an error: 2 facts loaded so far are kept")
+    assert await stored(pool) == (2, 2)

@@ -1,0 +1,125 @@
+"""`mailflow ingest postfix` when a log goes wrong: what the user reads, exit code, what is kept."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE
+
+MAILFLOW = str(Path(sys.executable).parent / "mailflow")
+
+
+def messages(count: int, *, start: int = 0, nrcpt: str = "1") -> str:
+    """``count`` inbound messages of three lines each: client=, queued, removed."""
+    lines = []
+    for n in range(start, start + count):
+        stamp = f"Jan 27 {n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}"
+        lines += [
+            f"{stamp} mx1 postfix/smtpd[200]: Q{n:07d}: client=mx.example.net[203.0.113.5]\n",
+            f"{stamp} mx1 postfix/qmgr[50]: Q{n:07d}: from=<a@example.net>, size=4622, "
+            f"nrcpt={nrcpt} (queue active)\n",
+            f"{stamp} mx1 postfix/qmgr[50]: Q{n:07d}: removed\n",
+        ]
+    return "".join(lines)
+
+
+@pytest.fixture
+def env(database_url: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database_url, "MAILFLOW_LOG_LEVEL": "warning"}
+
+
+def ingest(env: dict[str, str], *files: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MAILFLOW, "ingest", "postfix", "--org", "acme", "--year", "2021", *files],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )
+
+
+async def stored_facts(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        count: int = await connection.fetchval("SELECT count(*) FROM message_facts")
+        return count
+    finally:
+        await connection.close()
+
+
+async def test_an_absurd_recipient_count_loses_one_number_and_no_fact(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(messages(3) + messages(1, start=3, nrcpt="99999999999"))
+
+    result = ingest(env, str(log))
+
+    assert result.returncode == 0, result.stderr
+    assert "1 recipient count out of range" in result.stderr
+    assert await stored_facts(database_url) == 4
+
+
+async def test_a_truncated_gzip_is_named_and_the_lines_before_it_are_loaded(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    truncated = tmp_path / "mail.log.2.gz"
+    truncated.write_bytes(gzip.compress(messages(3000).encode())[:20_000])
+
+    result = ingest(env, str(truncated))
+
+    assert f"{truncated}: the gzip stream is truncated after line " in result.stderr
+    assert "the lines before it were loaded" in result.stderr
+    assert "Aborted" not in result.stderr
+    assert 0 < await stored_facts(database_url) < 3000
+
+
+def test_an_ingest_that_could_not_read_a_file_to_the_end_exits_1(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    header_only = tmp_path / "mail.log.2.gz"
+    header_only.write_bytes(gzip.compress(messages(1).encode())[:10])
+    log = tmp_path / "mail.log"
+    log.write_text(messages(1))
+
+    result = ingest(env, str(header_only), str(log))
+
+    assert result.returncode == 1, result.stderr
+
+
+async def test_ctrl_c_keeps_the_committed_batches_says_so_and_exits_130(
+    env: dict[str, str], database_url: str
+) -> None:
+    ingesting = await asyncio.create_subprocess_exec(
+        MAILFLOW, "ingest", "postfix", "--org", "acme", "--year", "2021", "-",
+        env=env, stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert ingesting.stdin is not None
+    assert ingesting.stderr is not None
+    # A batch and more than a read buffer: the first is committed, then the ingest waits.
+    ingesting.stdin.write(messages(DEFAULT_BATCH_SIZE + 1000).encode())
+    await ingesting.stdin.drain()
+    deadline = time.monotonic() + 60
+    while await stored_facts(database_url) < DEFAULT_BATCH_SIZE:
+        assert time.monotonic() < deadline, "the first batch was never committed"
+        assert ingesting.returncode is None
+        await asyncio.sleep(0.1)
+
+    ingesting.send_signal(signal.SIGINT)
+    ingesting.stdin.close()
+    errors = await asyncio.wait_for(ingesting.stderr.read(), timeout=60)
+    returncode = await asyncio.wait_for(ingesting.wait(), timeout=60)
+
+    assert returncode == 130
+    assert errors.decode().startswith(
+        f"interrupted: {DEFAULT_BATCH_SIZE} facts loaded so far are kept; "
+        "run the same command again to finish (loading is idempotent)"
+    )
+    assert await stored_facts(database_url) == DEFAULT_BATCH_SIZE
