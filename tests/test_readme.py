@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -116,7 +117,9 @@ def test_the_demo_is_loaded_once_and_a_restart_adds_nothing(embedded_data_dir: P
         try:
             url = f"http://127.0.0.1:{port}/graphql"
             wait_for_http(url, server, seconds=180)
-            query = {"query": "{ tlsBreakdown { total } }"}
+            # Today grows with the clock; the days before it must not change.
+            yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+            query = {"query": f'{{ tlsBreakdown(end: "{yesterday}") {{ total }} }}'}
             totals.append(httpx.post(url, json=query).json()["data"]["tlsBreakdown"]["total"])
         finally:
             server.send_signal(signal.SIGINT)

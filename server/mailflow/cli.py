@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import asyncpg
 import typer
 from pydantic import ValidationError
 
@@ -79,6 +80,10 @@ def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     except (MailflowError, MigrationError, EmbeddedPostgresError, OSError) as error:
         typer.echo(f"mailflow: error: {error}", err=True)
         raise typer.Exit(2) from None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        # The database went away or refused a statement mid-command, e.g. its server stopped.
+        typer.echo(f"mailflow: error: the database failed: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -158,8 +163,14 @@ def token_create(
         min=1, max=36500, help="Days until the token expires; never by default.")] = None,
 ) -> None:
     """Print a new API token alone on stdout; only its hash is stored."""
+    from mailflow.store.organizations import check_organization_name
     from mailflow.store.tokens import create_token
 
+    try:
+        check_organization_name(org)
+    except MailflowError as error:
+        typer.echo(f"mailflow: error: {error}", err=True)
+        raise typer.Exit(2) from None
     expires_at = None
     if expires_in_days is not None:
         expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
@@ -256,13 +267,18 @@ def serve(
                        "readable without a token.")] = False,
 ) -> None:
     """Serve the GraphQL API (GraphiQL in a browser at /graphql)."""
-    from mailflow.server import run_server
+    from mailflow.server import check_listen_address, run_server
 
     try:
+        check_listen_address(host, port)
         run_server(get_settings(), host=host, port=port, demo=demo)
     except (MailflowError, MigrationError, EmbeddedPostgresError, OSError) as error:
         typer.echo(f"mailflow: error: {error}", err=True)
         raise typer.Exit(2) from None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        # The database went away or refused a statement mid-command, e.g. its server stopped.
+        typer.echo(f"mailflow: error: the database failed: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command("export-schema")

@@ -89,6 +89,10 @@ _ROUTES = (
     _Route("litware-out", Direction.OUTBOUND, 70,
            {TlsVersion.TLS1_3: 1.0},
            ("litware.example",), "192.0.2.", "mail.litware.example"),
+    _Route("smarthost-out", Direction.OUTBOUND, 180,
+           {TlsVersion.TLS1_2: 0.95, TlsVersion.TLS1_3: 0.05},
+           ("relay-partners.example", "archive.example"), "203.0.113.",
+           "relay.contoso-mail.example"),
     _Route("internet-out", Direction.OUTBOUND, 650,
            {TlsVersion.TLS1_3: 0.6, TlsVersion.TLS1_2: 0.3, TlsVersion.NONE: 0.1},
            ("adatum.example", "tailspin.example", "gmail.example", "outlook.example"),
@@ -96,8 +100,8 @@ _ROUTES = (
 )
 
 
-def demo_facts(day: date) -> Iterator[MessageFact]:
-    """A day of demo traffic; the same day always yields the same facts."""
+def demo_facts(day: date, *, until: datetime | None = None) -> Iterator[MessageFact]:
+    """A day of demo traffic, up to ``until`` if given; the same day yields the same facts."""
     rng = random.Random(f"mailflow-demo:{day.isoformat()}")
     weekend = day.weekday() >= 5
     for route in _ROUTES:
@@ -113,6 +117,10 @@ def demo_facts(day: date) -> Iterator[MessageFact]:
             ours = rng.choice(ACCEPTED_DOMAINS)
             inbound = route.direction is Direction.INBOUND
             recipients = 1 if rng.random() < 0.8 else rng.randint(2, 6)
+            size = int(rng.lognormvariate(10, 1.1))
+            peer_ip = f"{route.peer_ip_prefix}{rng.randint(1, 14)}"
+            if until is not None and moment > until:
+                continue  # after every draw, so later messages come out the same either way
             yield MessageFact(
                 source_key=f"demo:{day.isoformat()}:{route.name}:{number}",
                 occurred_at=moment,
@@ -120,18 +128,23 @@ def demo_facts(day: date) -> Iterator[MessageFact]:
                 tls_version=tls,
                 tls_cipher=_CIPHERS.get(tls),
                 peer_host=route.peer_host,
-                peer_ip=f"{route.peer_ip_prefix}{rng.randint(1, 14)}",
+                peer_ip=peer_ip,
                 sender_domain=peer_domain if inbound else ours,
                 recipient_domains=(ours,) if inbound else (peer_domain,),
                 recipients=recipients,
-                size_bytes=int(rng.lognormvariate(10, 1.1)),
+                size_bytes=size,
                 status=DeliveryStatus.RECEIVED if inbound else DeliveryStatus.DELIVERED,
             )
 
 
-async def load_demo(pool: asyncpg.Pool, *, today: date | None = None) -> int:
-    """Declare the demo organization and load the days of the last month it lacks."""
-    today = today or datetime.now(UTC).date()
+async def load_demo(pool: asyncpg.Pool, *, now: datetime | None = None) -> int:
+    """Declare the demo organization and load the days of the last month it lacks.
+
+    Today is loaded up to now, and topped up at every start; its later traffic
+    has the same source keys, so nothing is counted twice.
+    """
+    now = now or datetime.now(UTC)
+    today = now.date()
     days = [today - timedelta(days=offset) for offset in range(DEMO_DAYS - 1, -1, -1)]
     async with pool.acquire() as connection:
         applied = await apply_organization(
@@ -146,9 +159,10 @@ async def load_demo(pool: asyncpg.Pool, *, today: date | None = None) -> int:
             )
         }
         classifier = await load_classifier(connection, organization_id)
-    missing = [day for day in days if day not in loaded]
+    missing = [day for day in days if day not in loaded or day == today]
     if missing:
-        facts = (fact for day in missing for fact in demo_facts(day))
+        facts = (fact for day in missing
+                 for fact in demo_facts(day, until=now if day == today else None))
         result = await load_facts(pool, organization_id, facts, classify=classifier.assign)
         log.info("demo organization loaded",
                  extra={"organization_id": organization_id, "days": len(missing),

@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 
 import uvicorn
 
 from mailflow.api.app import create_app
+from mailflow.errors import MailflowError
 from mailflow.settings import Settings
 from mailflow.store.db import open_database
 
 log = logging.getLogger("mailflow.server")
+
+
+class UsageError(MailflowError):
+    """The server cannot be started as asked."""
+
+    code = "BAD_USAGE"
 
 
 class _Server(uvicorn.Server):
@@ -48,6 +56,28 @@ async def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None
         config = uvicorn.Config(app, host=host, port=port, log_config=None,
                                 proxy_headers=True, server_header=False)
         await _Server(config).serve()
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """Refuse, before the database starts, an address this machine cannot listen on."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise UsageError(
+            f"cannot listen on {host!r} (--host or MAILFLOW_HOST): {error}; use an address "
+            "of this machine such as 127.0.0.1, ::1 or 0.0.0.0"
+        ) from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                raise UsageError(
+                    f"cannot listen on {host}:{port} (--host/--port or MAILFLOW_HOST/"
+                    f"MAILFLOW_PORT): {error.strerror}"
+                ) from None
+            return
 
 
 def run_server(settings: Settings, *, host: str, port: int, demo: bool) -> None:

@@ -81,8 +81,9 @@ class EmbeddedPostgres:
             self._run("initdb", "-D", str(self.cluster_dir), "-U", "postgres",
                       "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8")
         if self._running() and self.owner:
-            log.warning("adopting the embedded PostgreSQL left running in %s by a server that "
-                        "did not stop cleanly; it stops with this one", self.cluster_dir)
+            log.info("adopting the embedded PostgreSQL already running in %s (left by a "
+                     "stopped server, or started by another command); it stops with this "
+                     "server", self.cluster_dir)
             self.started_here = True
         elif self._running():
             log.info("using the embedded PostgreSQL already running in %s", self.cluster_dir)
@@ -177,7 +178,13 @@ class EmbeddedPostgres:
             self._run("createdb", "-h", str(self.socket_dir), "-U", "postgres", DATABASE_NAME)
 
     def _prepare_directories(self) -> None:
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.socket_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise EmbeddedPostgresError(
+                f"cannot create the embedded database's directory {self.data_dir} "
+                f"(MAILFLOW_DATA_DIR): {error.strerror}"
+            ) from None
         owner = self._owner()
         if owner is None:
             return
