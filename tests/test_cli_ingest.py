@@ -63,7 +63,31 @@ async def test_an_absurd_recipient_count_loses_one_number_and_no_fact(
     result = ingest(env, str(log))
 
     assert result.returncode == 0, result.stderr
-    assert "1 recipient count out of range" in result.stderr
+    assert "skipped lines: recipient count out of range: 1" in result.stderr
+    assert await stored_facts(database_url) == 4
+
+
+async def test_absurd_sizes_time_stamps_and_long_lines_are_counted_and_the_rest_loaded(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    stamp = "9999-12-31T23:59:59+00:00"
+    log = tmp_path / "mail.log"
+    log.write_bytes("".join([
+        messages(2),
+        messages(1, start=2).replace("size=4622", "size=-1"),
+        messages(1, start=3).replace("size=4622", "size=" + "9" * 5000),
+        f"{stamp} mx1 postfix/smtpd[200]: connect from mx.example.net[203.0.113.5]\n",
+        f"{stamp} mx1 postfix/smtpd[200]: Q9: client=mx.example.net[203.0.113.5]\n",
+        f"{stamp} mx1 postfix/qmgr[50]: Q9: from=<a@example.net>, size=1, nrcpt=1\n",
+    ]).encode() + b"\0" * 300_000 + b"x" * 300_000 + b"\n")
+
+    result = ingest(env, str(log))
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "acme: read 16 lines, found 4 message facts on 2021-01-27 (UTC)" in result.stderr
+    assert ("skipped lines: size out of range: 2, timestamp out of range: 2, "
+            "line longer than 65536 characters: 1") in result.stderr
     assert await stored_facts(database_url) == 4
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
@@ -52,8 +53,16 @@ class Settings(BaseSettings):
     max_query_directives: int = Field(
         default=50, ge=0, description="Most directives in an operation, fragments expanded."
     )
+    max_alias_length: int = Field(
+        default=64, ge=1,
+        description="Longest alias, in characters; the answer repeats it for every item.",
+    )
     max_query_cost: int = Field(
-        default=5_000, ge=100, description="Most cost points an operation may need (README)."
+        default=30_000, ge=100, description="Most cost points an operation may need (README)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API, comma-separated; none by default.",
     )
     pool_min_size: int = Field(default=1, ge=0, description="Connections the pool keeps open.")
     pool_max_size: int = Field(default=10, ge=1, description="Most connections the pool opens.")
@@ -71,6 +80,22 @@ class Settings(BaseSettings):
                 "for the embedded database"
             )
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        origins = [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        for origin in origins:
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc
+                                  or parts.path or parts.query):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host[:port], such as "
+                    "https://portal.example.com, separated by commas, or * for any origin"
+                )
+        return origins
 
     @field_validator("log_level")
     @classmethod

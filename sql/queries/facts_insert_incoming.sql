@@ -1,4 +1,6 @@
 -- Move the copied batch into message_facts, skipping stored facts; count new facts per UTC day.
+-- A fact keeps its connector only while the connector exists, and holds it (FOR KEY SHARE) until
+-- commit: one removed since the facts were classified leaves them "no connector".
 WITH inserted_facts AS (
     INSERT INTO message_facts (
         organization_id,
@@ -21,7 +23,13 @@ WITH inserted_facts AS (
         occurred_at,
         source_key,
         direction,
-        connector_id,
+        (
+            SELECT connectors.id
+            FROM connectors
+            WHERE connectors.organization_id = incoming.organization_id
+                AND connectors.id = incoming.connector_id
+            FOR KEY SHARE
+        ),
         tls_version,
         tls_cipher,
         peer_host,
@@ -31,7 +39,7 @@ WITH inserted_facts AS (
         recipients,
         size_bytes,
         status
-    FROM incoming_message_facts
+    FROM incoming_message_facts AS incoming
     ORDER BY
         source_key,
         occurred_at

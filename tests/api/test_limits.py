@@ -1,20 +1,59 @@
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from graphql import get_introspection_query
+from graphql import GraphQLList, GraphQLNonNull, get_introspection_query, parse
 
 from mailflow.api.app import create_app
 from mailflow.api.graphiql import DEFAULT_QUERY
+from mailflow.api.limits import LIST_SIZES, REPORT_FIELDS, measure
+from mailflow.api.schema import schema
+from mailflow.domain import TlsVersion
 from mailflow.settings import Settings
 
 from .conftest import Api, Seed
 
 NINETY_DAYS = 'start: "2020-11-01", end: "2021-01-29"'
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+EVERY_REPORT_OF_EVERY_CONNECTOR = f"""{{
+  connectors {{
+    id name direction kind requireTls
+    senderDomains recipientDomains clientIps smartHosts tlsCertNames
+    volume({NINETY_DAYS}) {{ date messages recipients bytes byTls {{ version messages }} }}
+    tlsBreakdown({NINETY_DAYS}) {{ total versions {{ version messages percent }} }}
+    insights({NINETY_DAYS}) {{ kind value threshold messages start end }}
+  }}
+}}"""
+EVERY_REPORT = EVERY_REPORT_OF_EVERY_CONNECTOR.removesuffix("}") + f"""
+  mailFlow({NINETY_DAYS}) {{ date messages recipients bytes byTls {{ version messages }} }}
+  tlsBreakdown({NINETY_DAYS}) {{ total versions {{ version messages percent }} }}
+  insights({NINETY_DAYS}) {{ kind value threshold messages start end connector {{ id name }} }}
+}}"""
+
+
+def nested_insights(levels: int) -> str:
+    """The tester's query: insights whose connectors' insights nest ``levels`` deep."""
+    volume = (
+        f"volume({NINETY_DAYS}) {{ date messages bytes recipients byTls {{ version messages }} }}"
+    )
+    query = volume
+    for _ in range(levels):
+        query = f"insights({NINETY_DAYS}) {{ connector {{ {volume} {query} }} }}"
+    return query
+
+
+def cost(query: str) -> int:
+    """The points the limits measure for ``query``'s one operation, with default settings."""
+    (measured,) = measure(parse(query), schema._schema, {}, Settings())
+    return measured.cost
 
 
 def aliased(count: int, selection: str) -> str:
@@ -108,9 +147,9 @@ async def test_report_fields_cost_their_days_and_too_costly_an_operation_is_refu
     assert "errors" not in (await api.post(within)).json()
     error = only_error(await api.post(over))
     assert error["extensions"] == {"code": "QUERY_TOO_COSTLY"}
-    # Each alias: connectors 1 + 10 connectors x (volume 90 days + date 1).
+    # Each alias: connectors 10 + 10 connectors x (volume 90 days + 90 days x date 1).
     assert error["message"].startswith(
-        "the query costs 27330 points; the limit is 5000 (MAILFLOW_MAX_QUERY_COST)."
+        "the query costs 54300 points; the limit is 30000 (MAILFLOW_MAX_QUERY_COST)."
     )
 
 
@@ -175,7 +214,7 @@ async def client_with(pool: asyncpg.Pool, settings: Settings) -> httpx.AsyncClie
 async def strict_api(pool: asyncpg.Pool, seed: Seed, organization_id: int) -> AsyncIterator[Api]:
     settings = Settings(
         max_query_depth=5, max_query_aliases=1, max_query_directives=0, max_query_cost=100,
-        max_query_tokens=200,
+        max_query_tokens=200, max_alias_length=8,
     )
     async with await client_with(pool, settings) as client:
         yield Api(client, await seed.token(organization_id))
@@ -183,8 +222,10 @@ async def strict_api(pool: asyncpg.Pool, seed: Seed, organization_id: int) -> As
 
 async def test_each_limit_is_the_servers_setting(strict_api: Api) -> None:
     cases = {
-        "{ __schema { types { fields { type { ofType { name } } } } } }": "QUERY_TOO_DEEP",
+        '{ __type(name: "Query") { ofType { ofType { ofType { ofType { name } } } } } }':
+            "QUERY_TOO_DEEP",
         "{ a: connectors { name } b: connectors { name } }": "TOO_MANY_ALIASES",
+        "{ ninechars: connectors { name } }": "ALIAS_TOO_LONG",
         "{ connectors { name @skip(if: false) } }": "TOO_MANY_DIRECTIVES",
         '{ connectors { volume(start: "2025-01-01", end: "2025-01-30") { date } } }':
             "QUERY_TOO_COSTLY",
@@ -197,7 +238,7 @@ async def test_each_limit_is_the_servers_setting(strict_api: Api) -> None:
 
 async def test_a_range_given_in_variables_costs_its_days(strict_api: Api) -> None:
     query = """query($start: Date, $end: Date) {
-        connectors { volume(start: $start, end: $end) { date } }
+        mailFlow(start: $start, end: $end) { date byTls { version } }
     }"""
 
     five_days = await strict_api.post(query, {"start": "2025-01-01", "end": "2025-01-05"})
@@ -206,5 +247,119 @@ async def test_a_range_given_in_variables_costs_its_days(strict_api: Api) -> Non
     assert "errors" not in five_days.json()
     error = only_error(thirty_days)
     assert error["extensions"] == {"code": "QUERY_TOO_COSTLY"}
-    # connectors 1 + 10 connectors x (volume 30 days + date 1)
-    assert error["message"].startswith("the query costs 311 points; the limit is 100")
+    # mailFlow 30 days + 30 days x (date 1 + byTls 6 versions + 6 versions x version 1)
+    assert error["message"].startswith("the query costs 420 points; the limit is 100")
+
+
+@pytest.mark.parametrize(
+    ("query", "points"),
+    [
+        # connectors: 10 assumed items, and their names once each.
+        ("{ connectors { name } }", 10 + 10 * 1),
+        # A list the model has no size for counts 10 items.
+        ("{ connectors { senderDomains } }", 10 + 10 * 10),
+        # volume: a point per day, and per day the date and byTls (6 versions x version).
+        (
+            f"{{ connectors {{ volume({NINETY_DAYS}) {{ date byTls {{ version }} }} }} }}",
+            10 + 10 * (90 + 90 * (1 + 6 + 6 * 1)),
+        ),
+        # insights: 20 at the top (2 kinds x 10 connectors), 2 under a connector.
+        (f"{{ insights({NINETY_DAYS}) {{ kind }} }}", 90 + 20 * 1),
+        (f"{{ connectors {{ insights({NINETY_DAYS}) {{ kind }} }} }}", 10 + 10 * (90 + 2 * 1)),
+        # tlsBreakdown returns no list: its days, total, and 6 versions x percent.
+        (f"{{ tlsBreakdown({NINETY_DAYS}) {{ total versions {{ percent }} }} }}", 90 + 1 + 6 + 6),
+    ],
+)
+def test_what_is_selected_under_a_list_counts_once_per_item_the_list_is_assumed_to_hold(
+    query: str, points: int
+) -> None:
+    assert cost(query) == points
+
+
+def test_nested_lists_multiply_and_the_testers_nested_insights_cost_millions() -> None:
+    one = cost("{ " + nested_insights(6) + " }")
+
+    assert cost(aliased(4, nested_insights(6))) == 4 * one
+    assert one == 3_990_150
+    assert cost("{ " + nested_insights(2) + " }") > 2 * cost("{ " + nested_insights(1) + " }")
+
+
+async def test_the_testers_nested_insights_are_refused_as_too_costly_without_running(
+    api: Api, seed: Seed
+) -> None:
+    # Were a resolver to run, it would fail on the missing tables with an internal error.
+    await seed.pool.execute("DROP TABLE daily_rollups, connectors CASCADE")
+
+    error = only_error(await api.post(aliased(4, nested_insights(6))))
+
+    assert error["extensions"] == {"code": "QUERY_TOO_COSTLY"}
+    assert error["message"].startswith(
+        "the query costs 15960600 points; the limit is 30000 (MAILFLOW_MAX_QUERY_COST)."
+    )
+
+
+def test_every_assumed_list_size_is_for_a_list_field_of_the_schema() -> None:
+    for type_name, field_name in [*LIST_SIZES, *REPORT_FIELDS]:
+        graphql_type = schema._schema.get_type(type_name)
+        field = graphql_type.fields[field_name]  # type: ignore[union-attr]
+        unwrapped = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+        if (type_name, field_name) in LIST_SIZES:
+            assert isinstance(unwrapped, GraphQLList), (type_name, field_name)
+
+
+async def test_a_dashboards_queries_are_within_the_default_cost(
+    api: Api, seed: Seed, organization_id: int
+) -> None:
+    connector_id = await seed.connector(organization_id, "Partner")
+    await seed.rollup(
+        organization_id, date(2021, 1, 2), TlsVersion.NONE, 10, connector_id=connector_id
+    )
+
+    for query in (DEFAULT_QUERY, EVERY_REPORT_OF_EVERY_CONNECTOR, EVERY_REPORT):
+        assert "errors" not in (await api.post(query)).json(), query
+    assert cost(EVERY_REPORT) <= Settings().max_query_cost
+
+
+def test_the_readme_gives_the_costs_the_model_measures() -> None:
+    limits = README.split("### Limits", 1)[1].split("\n## ", 1)[0]
+    figures = {
+        "the example dashboard": cost(DEFAULT_QUERY),
+        "every report of every connector": cost(EVERY_REPORT_OF_EVERY_CONNECTOR),
+        "and the organization's reports": cost(EVERY_REPORT),
+        "the nested insights": cost("{ " + nested_insights(6) + " }"),
+        "the default limit": Settings().max_query_cost,
+    }
+    written = {int(number.replace(",", "")) for number in re.findall(r"\d[\d,]*", limits)}
+    for what, points in figures.items():
+        assert points in written, f"the README's Limits section should give {what}: {points:,}"
+
+
+@pytest.mark.parametrize(
+    ("length", "query"),
+    [
+        # 99 KB of request; the answer would repeat the alias 540 times (53 MB).
+        (99_000, f"{{ mailFlow({NINETY_DAYS}) {{ byTls {{ ALIAS: version messages }} }} }}"),
+        # Nested under connectors, the answer would repeat it 5400 times or more.
+        (3_000, f"{{ connectors {{ volume({NINETY_DAYS}) {{ byTls {{ ALIAS: version }} }} }} }}"),
+        (65, "{ ALIAS: connectors { name } }"),
+    ],
+)
+async def test_an_alias_longer_than_the_limit_is_refused_with_its_length_without_running(
+    api: Api, seed: Seed, length: int, query: str
+) -> None:
+    # Were a resolver to run, it would fail on the missing tables with an internal error.
+    await seed.pool.execute("DROP TABLE daily_rollups, connectors CASCADE")
+
+    error = only_error(await api.post(query.replace("ALIAS", "a" * length)))
+
+    assert error["extensions"] == {"code": "ALIAS_TOO_LONG"}
+    assert error["message"] == (
+        f"the query has an alias of {length} characters; the limit is 64 "
+        "(MAILFLOW_MAX_ALIAS_LENGTH)"
+    )
+
+
+async def test_an_alias_of_the_longest_allowed_length_is_answered(api: Api) -> None:
+    alias = "a" * 64
+
+    assert await api.data(f"{{ {alias}: connectors {{ name }} }}") == {alias: []}

@@ -54,3 +54,17 @@ async def test_connector_fields_check_their_ranges_too(
     (error,) = body["errors"]
     assert error["extensions"]["code"] == "INVALID_DATE_RANGE"
     assert error["path"] == ["connectors", 0, "volume"]
+
+
+@pytest.mark.parametrize("settings", [Settings(max_request_bytes=1_000_000)])
+async def test_a_long_bad_date_is_echoed_only_in_part(api: Api) -> None:
+    bad = "2025-" + "9" * 50_000
+    literal = await api.error(f'{{ mailFlow(start: "{bad}") {{ date }} }}')
+    variable = await api.error(
+        "query ($start: Date) { mailFlow(start: $start) { date } }", {"start": bad}
+    )
+
+    for error in (literal, variable):
+        assert "2025-9999" in error["message"]
+        assert "YYYY-MM-DD" in error["message"]
+        assert len(error["message"]) < 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -220,6 +221,40 @@ async def test_a_streamed_body_is_refused_as_soon_as_it_passes_the_limit(
         "(MAILFLOW_MAX_REQUEST_BYTES)"
     )
     assert call.chunks_read == 2
+
+
+@pytest.mark.parametrize(
+    ("encoding", "named"),
+    [("gzip", "gzip"), ("br", "br"), ("deflate", "deflate"), ("identity, GZIP", "GZIP")],
+)
+async def test_a_compressed_body_is_refused_with_415_before_it_is_read_or_authenticated(
+    pool: asyncpg.Pool, settings: Settings, encoding: str, named: str
+) -> None:
+    body = gzip.compress(json.dumps({"query": QUERY}).encode())
+    # No token and no demo organization: had the request reached authentication, it got 401.
+    call = AsgiCall([body], [(b"content-encoding", encoding.encode())])
+
+    status, answer = await call.run(create_app(pool, settings))
+
+    assert status == 415
+    (error,) = answer["errors"]
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    assert error["message"] == (
+        f'the request body has Content-Encoding "{named}": request bodies must not be '
+        "compressed (Content-Encoding identity only); send the JSON uncompressed"
+    )
+    assert call.chunks_read == 0
+
+
+async def test_a_body_with_content_encoding_identity_is_answered(api: Api) -> None:
+    response = await api.client.post(
+        "/graphql",
+        content=json.dumps({"query": QUERY}).encode(),
+        headers={"Authorization": f"Bearer {api.token}", "Content-Type": "application/json",
+                 "Content-Encoding": "identity"},
+    )
+
+    assert response.json() == {"data": {"connectors": []}}
 
 
 async def test_a_document_with_two_operations_needs_an_operation_name(api: Api) -> None:

@@ -340,7 +340,8 @@ def test_unusable_lines_are_counted_by_kind_and_do_not_stop_the_parse() -> None:
 
     assert report.skipped == {
         "unparseable timestamp": 1,
-        "malformed postfix line": 5,
+        "malformed postfix line": 4,
+        "size out of range": 1,  # size=big: read as 0, the message kept
         "postfix line without syslog header": 1,
     }
     assert [fact.source_key for fact in facts] == [
@@ -354,8 +355,8 @@ def test_the_report_summary_names_counts_and_kinds() -> None:
     _, report = parse("unusable_lines.log")
 
     assert report.summary() == (
-        "22 lines, 1 message facts, 7 lines skipped: 5 malformed postfix line, "
-        "1 postfix line without syslog header, 1 unparseable timestamp"
+        "22 lines, 1 message fact, skipped lines: malformed postfix line: 4, "
+        "postfix line without syslog header: 1, size out of range: 1, unparseable timestamp: 1"
     )
 
 
@@ -372,11 +373,44 @@ def test_a_recipient_count_beyond_an_integer_loses_that_count_not_the_message() 
     assert report.facts == 1
 
 
-@pytest.mark.parametrize("size", [str(2**40 + 1), str(2**63), "9" * 5000])
-def test_a_size_beyond_a_terabyte_loses_that_size_not_the_message(size: str) -> None:
+ABSURD_SIZES = [
+    str(2**40 + 1), str(2**63), "9" * 5000, "-1", "-" + "9" * 5000, "+5", "12kB", "1.5e9",
+    "1,5", "0x10", "", " 7", "\u0661\u0662", "9" * 100_000,
+]
+
+
+@pytest.mark.parametrize("size", ABSURD_SIZES)
+def test_an_absurd_size_loses_that_size_not_the_message(size: str) -> None:
     facts, report = parse_lines(one_inbound_message(size=size))
 
-    assert [(fact.recipients, fact.size_bytes) for fact in facts] == [(2, 0)]
+    assert [(fact.recipients, fact.size_bytes, fact.sender_domain) for fact in facts] == [
+        (2, 0, "example.net"),
+    ]
+    assert report.skipped == {"size out of range": 1}
+
+
+@pytest.mark.parametrize("size", ["-1", "9" * 5000, "big"])
+def test_an_absurd_size_loses_that_size_not_the_outbound_message(size: str) -> None:
+    lines = [
+        "Jan 27 10:00:01 mx1 postfix/smtpd[206]: A1B2C3D4E5: client=app.example.com[10.0.0.7]\n",
+        "Jan 27 10:00:01 mx1 postfix/qmgr[50]: A1B2C3D4E5: from=<app@example.com>, "
+        f"size={size}, nrcpt=1 (queue active)\n",
+        "Jan 27 10:00:02 mx1 postfix/smtp[207]: A1B2C3D4E5: to=<bob@example.org>, "
+        "relay=mx.example.org[198.51.100.25]:25, delay=1, dsn=2.0.0, status=sent (250 ok)\n",
+        "Jan 27 10:00:02 mx1 postfix/qmgr[50]: A1B2C3D4E5: removed\n",
+    ]
+
+    facts, report = parse_lines(lines)
+
+    assert [(fact.direction, fact.size_bytes, fact.sender_domain, fact.recipients)
+            for fact in facts] == [(Direction.OUTBOUND, 0, "example.com", 1)]
+    assert report.skipped == {"size out of range": 1}
+
+
+def test_an_absurd_size_and_recipient_count_on_one_line_count_as_one_line() -> None:
+    facts, report = parse_lines(one_inbound_message(size="-1", nrcpt="-1"))
+
+    assert [(fact.recipients, fact.size_bytes) for fact in facts] == [(0, 0)]
     assert report.skipped == {"size out of range": 1}
 
 
@@ -406,11 +440,85 @@ def test_nul_characters_a_crash_left_in_the_log_are_dropped() -> None:
     assert not report.skipped
 
 
-def test_a_time_stamp_before_year_one_in_utc_is_an_unparseable_timestamp() -> None:
-    stamp = "0001-01-01T00:00:00+01:00"
+def message_at(stamp: str, queue_id: str = "A1B2C3D4E5") -> list[str]:
+    """One inbound message whose lines carry this full time stamp: connect, client=, queued."""
+    return [
+        f"{stamp} mx1 postfix/smtpd[206]: connect from mx.example.net[203.0.113.5]\n",
+        f"{stamp} mx1 postfix/smtpd[206]: {queue_id}: client=mx.example.net[203.0.113.5]\n",
+        f"{stamp} mx1 postfix/qmgr[50]: {queue_id}: from=<a@example.net>, size=1, nrcpt=1\n",
+    ]
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "0001-01-01T00:00:00+01:00",  # before the year 1 in UTC
+        "0001-01-01T00:00:00+00:00",  # the first instant: the sweep would look a week before it
+        "0001-01-07T23:59:59Z",
+        "9999-12-31T23:59:59+00:00",  # the sweep would be due after the last instant
+        "9999-12-31T23:50:00Z",
+        "9999-12-31T23:30:00-01:00",  # after the year 9999 in UTC
+    ],
+)
+def test_a_time_stamp_at_the_ends_of_the_calendar_is_out_of_range_and_the_parse_goes_on(
+    stamp: str,
+) -> None:
+    lines = [*message_at("2021-01-27T10:00:00Z", "F1"), *message_at(stamp), "\n",
+             *message_at("2021-01-27T10:00:01Z", "F2")]
+
+    facts, report = parse_lines(lines)
+
+    assert [fact.source_key.split(":")[2] for fact in facts] == ["F1", "F2"]
+    assert report.skipped == {"timestamp out of range": 2}
+    assert report.lines == len(lines)
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-08T00:00:00Z", "9999-12-31T23:49:59Z"])
+def test_a_time_stamp_just_within_the_range_gives_its_fact(stamp: str) -> None:
+    facts, report = parse_lines([*message_at("2021-01-27T10:00:00Z", "F1"), *message_at(stamp)])
+
+    assert [fact.occurred_at for fact in facts] == [
+        utc(2021, 1, 27, 10, 0, 0), datetime.fromisoformat(stamp),
+    ]
+    assert not report.skipped
+
+
+def test_classic_time_stamps_turning_past_the_year_9999_are_out_of_range() -> None:
     lines = [
-        f"{stamp} mx1 postfix/smtpd[206]: A1B2C3D4E5: client=mx.example.net[203.0.113.5]\n",
-        f"{stamp} mx1 postfix/qmgr[50]: A1B2C3D4E5: from=<a@example.net>, size=1, nrcpt=1\n",
+        *message_at("Dec 31 10:00:00", "Y9998"),
+        *message_at("Jan  1 10:00:00", "Y9999"),
+        *message_at("Jul  1 10:00:00", "JULY"),
+        *message_at("Dec 31 23:49:59", "LAST"),
+        *message_at("Dec 31 23:50:00", "LATE"),
+        *message_at("Jan  1 00:00:00", "Y10000"),
+        "Jan  1 00:00:01 mx1 postfix/qmgr[50]: JULY: removed\n",
+    ]
+
+    facts, report = parse_lines(lines, year=9998)
+
+    assert [fact.occurred_at for fact in facts] == [
+        utc(9998, 12, 31, 10, 0, 0), utc(9999, 1, 1, 10, 0, 0), utc(9999, 7, 1, 10, 0, 0),
+        utc(9999, 12, 31, 23, 49, 59),
+    ]
+    assert report.skipped == {"timestamp out of range": 4}
+
+
+def test_classic_time_stamps_before_the_year_1_are_out_of_range() -> None:
+    lines = [
+        *message_at("Jan 10 10:00:00", "Y1"),
+        *message_at("Dec 31 10:00:00", "Y0"),  # a late line: the year before the first
+    ]
+
+    facts, report = parse_lines(lines, year=1)
+
+    assert [fact.occurred_at for fact in facts] == [utc(1, 1, 10, 10, 0, 0)]
+    assert report.skipped == {"timestamp out of range": 2}
+
+
+def test_an_empty_time_stamp_is_unparseable_not_the_first_instant() -> None:
+    lines = [
+        "<22>1  mx1 postfix/smtpd 206 - - A1B2C3D4E5: client=mx.example.net[203.0.113.5]\n",
+        "<22>1  mx1 postfix/qmgr 50 - - A1B2C3D4E5: from=<a@example.net>, size=1, nrcpt=1\n",
     ]
 
     facts, report = parse_lines(lines)

@@ -62,7 +62,44 @@ async def test_an_absurd_recipient_count_loses_that_count_and_every_fact_is_stor
     assert (result.inserted, report.problems) == (4, [])
     assert await stored(pool) == (4, 4)
     assert await pool.fetchval("SELECT sum(recipients) FROM message_facts") == 3
-    assert "1 line skipped: 1 recipient count out of range" in capsys.readouterr().err
+    assert "skipped lines: recipient count out of range: 1" in capsys.readouterr().err
+
+
+async def test_a_line_too_long_is_counted_as_read_and_skipped_and_the_rest_stored(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "mail.log"
+    long_line = b"x" * (5 * 2**20) + b"\n"
+    log.write_bytes(messages(1).encode() + long_line + messages(1, start=1).encode())
+    endless = tmp_path / "endless.log"
+    endless.write_bytes(b"x" * (5 * 2**20))
+
+    report, result = await ingest_postfix_files(
+        pool, "acme", [str(log), str(endless)], year=2021, progress=False
+    )
+
+    assert (report.lines, report.facts, result.inserted) == (8, 2, 2)
+    assert report.skipped == {"line longer than 65536 characters": 2}
+    assert report.unrecognized_files == [str(endless)]
+    err = capsys.readouterr().err
+    assert "acme: read 8 lines, found 2 message facts on 2021-01-27 (UTC)" in err
+    assert "8 lines, 2 message facts, skipped lines: line longer than 65536 characters: 2" in err
+
+
+async def test_a_message_at_the_end_of_the_calendar_is_out_of_range_not_a_traceback(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stamp = "9999-12-31T23:59:59+00:00"
+    log = write(tmp_path / "mail.log", messages(1) + (
+        f"{stamp} mx1 postfix/smtpd[200]: connect from mx.example.net[203.0.113.5]\n"
+        f"{stamp} mx1 postfix/smtpd[200]: Q9: client=mx.example.net[203.0.113.5]\n"
+        f"{stamp} mx1 postfix/qmgr[50]: Q9: from=<a@example.net>, size=1, nrcpt=1\n"
+    ))
+
+    report, result = await ingest_postfix_files(pool, "acme", [log], year=2021, progress=False)
+
+    assert (report.lines, result.inserted, report.problems) == (6, 1, [])
+    assert "1 message fact, skipped lines: timestamp out of range: 2" in capsys.readouterr().err
 
 
 async def test_the_facts_before_a_truncated_gzip_and_of_the_files_after_it_are_stored(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mailflow.ingest.sources import input_size, newest_file, read_log
+from mailflow.ingest import sources
+from mailflow.ingest.sources import MAX_LINE_LENGTH, input_size, newest_file, read_log
 
 LINES = [f"Jan 27 10:00:00 mx1 postfix/qmgr[50]: Q{n:05d}: removed\n" for n in range(5000)]
 
@@ -21,6 +22,19 @@ def read(path: Path | str) -> tuple[list[str], int, list[str]]:
     lines: list[str] = []
     count = drain(read_log(str(path), on_problem=problems.append), lines)
     return lines, count, problems
+
+
+def read_long(path: Path | str) -> tuple[list[str], int, int]:
+    """The lines read, the count returned, and how many lines were too long."""
+    long_lines = 0
+
+    def too_long() -> None:
+        nonlocal long_lines
+        long_lines += 1
+
+    lines: list[str] = []
+    count = drain(read_log(str(path), on_problem=print, on_long_line=too_long), lines)
+    return lines, count, long_lines
 
 
 def drain(reader: Generator[str, None, int], lines: list[str]) -> int:
@@ -125,3 +139,65 @@ def test_size_and_newest_file_count_only_regular_files(tmp_path: Path, log_gz: P
     assert input_size([*names, "-"]) is None
     assert newest_file(names) == (str(log_gz), datetime(2021, 2, 1, tzinfo=UTC))
     assert newest_file(["-", str(tmp_path)]) is None
+
+
+# Lines too long, NUL bytes, line ends
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_line_longer_than_the_limit_is_skipped_and_counted_and_the_next_one_read(
+    tmp_path: Path, compress: bool
+) -> None:
+    longest = "y" * MAX_LINE_LENGTH + "\n"
+    data = (LINES[0] + "x" * (50 * 2**20) + "\n" + LINES[1] + longest
+            + "z" * (MAX_LINE_LENGTH + 1) + "\n" + LINES[2]).encode()
+    path = tmp_path / "mail.log"
+    path.write_bytes(gzip.compress(data, compresslevel=1) if compress else data)
+
+    assert read_long(path) == ([LINES[0], LINES[1], longest, LINES[2]], 6, 2)
+
+
+def test_a_file_of_one_endless_line_is_one_line_too_long(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log"
+    path.write_bytes(b"x" * (50 * 2**20))
+
+    assert read_long(path) == ([], 1, 1)
+
+
+def test_nul_padding_a_crash_left_is_dropped_however_long_and_the_line_after_it_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "mail.log"
+    path.write_bytes(
+        LINES[0].encode() + b"\0" * (50 * 2**20) + LINES[1].encode()
+        + b"\0" * 1000 + LINES[2][:20].encode() + b"\0" * 1000 + LINES[2][20:].encode()
+        + b"\0" * (3 * MAX_LINE_LENGTH)
+    )
+
+    assert read_long(path) == (LINES[:3], 3, 0)
+
+
+def test_line_ends_are_universal_and_the_last_line_may_lack_one(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log"
+    path.write_bytes(b"a\r\nb\rc\n\r\nd\re")
+
+    assert read_long(path) == (["a\n", "b\n", "c\n", "\n", "d\n", "e"], 6, 0)
+
+
+def test_bytes_that_are_not_utf8_are_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log"
+    path.write_bytes(b"caf\xe9 \xc3\xa9\n")
+
+    assert read_long(path) == (["caf\ufffd \u00e9\n"], 1, 0)
+
+
+def test_a_modification_time_beyond_the_calendar_is_taken_as_its_nearer_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def statuses(mtime: float) -> list[tuple[str, os.stat_result]]:
+        return [("mail.log", os.stat_result((0o100644, 0, 0, 1, 0, 0, 10, 0, mtime, 0)))]
+
+    monkeypatch.setattr(sources, "_regular_files", lambda _: statuses(1e15))
+    assert newest_file(["mail.log"]) == ("mail.log", datetime.max.replace(tzinfo=UTC))
+    monkeypatch.setattr(sources, "_regular_files", lambda _: statuses(-1e15))
+    assert newest_file(["mail.log"]) == ("mail.log", datetime.min.replace(tzinfo=UTC))

@@ -6,7 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mailflow.ingest.syslog import SyslogClock, program_and_pid, split_syslog_line
+from mailflow.ingest.syslog import (
+    SyslogClock,
+    TimestampOutOfRangeError,
+    program_and_pid,
+    split_syslog_line,
+)
 
 
 def test_a_classic_line_splits_into_timestamp_host_tag_and_message() -> None:
@@ -157,6 +162,51 @@ def test_an_unreadable_timestamp_is_a_value_error(stamp: str, complaint: str) ->
 
     with pytest.raises(ValueError, match=complaint):
         clock.parse(stamp)
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"]
+)
+def test_an_iso_timestamp_outside_the_years_in_utc_is_out_of_range(stamp: str) -> None:
+    with pytest.raises(TimestampOutOfRangeError):
+        SyslogClock(year=2021, reference_time=None).parse(stamp)
+
+
+def test_classic_timestamps_turning_past_the_year_9999_are_out_of_range() -> None:
+    clock = SyslogClock(year=9999, reference_time=None)
+
+    assert clock.parse("Dec 31 23:59:59") == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    with pytest.raises(TimestampOutOfRangeError, match="year 10000"):
+        clock.parse("Jan  1 00:00:00")
+
+
+def test_a_december_line_before_the_year_1_is_out_of_range() -> None:
+    clock = SyslogClock(year=1, reference_time=None)
+
+    assert clock.parse("Jan  1 00:00:00") == datetime.min.replace(tzinfo=UTC)
+    with pytest.raises(TimestampOutOfRangeError, match="year 0"):
+        clock.parse("Dec 31 23:59:59")
+
+
+@pytest.mark.parametrize(
+    ("reference", "year"),
+    [(datetime.max.replace(tzinfo=UTC), 9999), (datetime.min.replace(tzinfo=UTC), 0)],
+)
+def test_a_reference_time_at_the_ends_of_the_calendar_does_not_overflow(
+    reference: datetime, year: int
+) -> None:
+    clock = SyslogClock(year=None, reference_time=reference)
+
+    if year:
+        assert clock.parse("Dec 31 23:59:59").year == year
+    else:
+        with pytest.raises(TimestampOutOfRangeError):
+            clock.parse("Dec 31 23:59:59")  # more than a day after the reference: the year 0
+
+
+def test_an_empty_timestamp_is_not_read_as_the_first_instant() -> None:
+    with pytest.raises(ValueError, match="unknown month"):
+        SyslogClock(year=2021, reference_time=None).parse("")
 
 
 def test_the_year_inferred_for_the_first_classic_timestamp_is_known_as_assumed() -> None:

@@ -4,6 +4,7 @@ import asyncpg
 import pytest
 
 from mailflow.store.migrate import MigrationError, load_migrations, migrate, pending_migrations
+from mailflow.store.sql import query
 
 EXPECTED_TABLES = {
     "organizations", "accepted_domains", "internal_networks", "connectors",
@@ -60,3 +61,51 @@ async def test_every_organization_owned_key_leads_with_the_organization(pool: as
     offenders = [(r["table_name"], r["index_name"]) for r in rows
                  if r["first_column"] != "organization_id"]
     assert offenders == []
+
+
+async def test_the_repair_migration_detaches_facts_of_missing_connectors_and_recounts_rollups(
+    pool: asyncpg.Pool,
+) -> None:
+    [repair] = [m for m in load_migrations() if m.name == "detach_facts_of_removed_connectors"]
+    async with pool.acquire() as connection:
+        organization_id = await connection.fetchval(
+            "INSERT INTO organizations (name) VALUES ('race') RETURNING id")
+        kept = await connection.fetchval(
+            "INSERT INTO connectors (organization_id, name, direction, kind) "
+            "VALUES ($1, 'Kept', 'INBOUND', 'PARTNER') RETURNING id", organization_id)
+        missing = kept + 100  # what an ingest racing a removal could leave behind
+        await connection.execute("SELECT ensure_message_fact_partition('2025-04-01')")
+        await connection.executemany(
+            "INSERT INTO message_facts (organization_id, occurred_at, source_key, direction, "
+            "connector_id, tls_version, recipients, size_bytes, status) "
+            "VALUES ($1, $2::text::timestamptz, $3, 'INBOUND', $4, 'NONE', 1, 10, 'RECEIVED')",
+            [(organization_id, "2025-04-01T08:00Z", "kept", kept),
+             (organization_id, "2025-04-01T09:00Z", "orphan", missing),
+             (organization_id, "2025-04-01T10:00Z", "none", None),
+             (organization_id, "2025-04-02T10:00Z", "untouched", kept)],
+        )
+        await connection.execute(query("rollups_insert_organization"), organization_id)
+        await connection.execute(  # a rollup left naming a connector without facts
+            "INSERT INTO daily_rollups VALUES ($1, '2025-04-03', 'INBOUND', $2, 'NONE', 1, 1, 1)",
+            organization_id, missing + 1)
+        untouched = await connection.fetchrow(
+            "SELECT ctid, * FROM daily_rollups WHERE day = '2025-04-02'")
+
+        async with connection.transaction():
+            await connection.execute(repair.sql)
+
+        facts = dict(await connection.fetch(
+            "SELECT source_key, connector_id FROM message_facts"))
+        rollups = [tuple(row) for row in await connection.fetch(
+            "SELECT day::text, connector_id, messages, recipients, bytes FROM daily_rollups "
+            "ORDER BY day, connector_id NULLS FIRST")]
+        still_untouched = await connection.fetchrow(
+            "SELECT ctid, * FROM daily_rollups WHERE day = '2025-04-02'")
+
+    assert facts == {"kept": kept, "orphan": None, "none": None, "untouched": kept}
+    assert rollups == [
+        ("2025-04-01", None, 2, 2, 20),
+        ("2025-04-01", kept, 1, 1, 10),
+        ("2025-04-02", kept, 1, 1, 10),
+    ]
+    assert still_untouched == untouched

@@ -179,6 +179,68 @@ async def test_removing_a_connector_turns_its_facts_into_no_connector_and_rollup
     assert all(row[2] != relay for row in rollups)
 
 
+def net162(name: str, *, sender_domain: str = "net162.example") -> str:
+    return (
+        "organization: contoso\n"
+        "connectors:\n"
+        f"  - {{name: {name}, direction: inbound, kind: partner,"
+        f" sender_domains: [{sender_domain}]}}\n"
+    )
+
+
+async def test_changing_only_the_case_of_a_connector_name_renames_it_in_place(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as connection:
+        applied = await apply_organization(connection, parse_organization(net162("Net162")))
+        organization_id = applied.organization_id
+        [before] = await load_connectors(connection, organization_id)
+        async with connection.transaction():
+            await insert_fact(connection, organization_id, "a",
+                              datetime(2025, 4, 1, 8, 0, tzinfo=UTC), "INBOUND", before.id,
+                              "TLS1_2")
+            await refresh_rollups(connection, organization_id, [date(2025, 4, 1)])
+
+        renamed = await apply_organization(connection, parse_organization(net162("NET162")))
+        [after] = await load_connectors(connection, organization_id)
+        again = await apply_organization(connection, parse_organization(net162("NET162")))
+        both = await apply_organization(connection, parse_organization(
+            net162("net162", sender_domain="net162.example.org")))
+        [last] = await load_connectors(connection, organization_id)
+        rollups, grouped = await rollups_and_facts(connection, organization_id)
+
+    assert (renamed.created, renamed.updated, renamed.removed) == ([], ["NET162"], [])
+    assert (after.id, after.name) == (before.id, "NET162")
+    assert again.unchanged == ["NET162"]
+    assert not again.changed
+    assert (both.created, both.updated, both.removed) == ([], ["net162"], [])
+    assert (last.id, last.name, last.sender_domains) == (
+        before.id, "net162", ("net162.example.org",))
+    assert rollups == grouped == [
+        (date(2025, 4, 1), "INBOUND", before.id, "TLS1_2", 1, 1, 1000),
+    ]
+
+
+async def test_an_exact_name_is_matched_before_one_differing_only_in_case(
+    pool: asyncpg.Pool,
+) -> None:
+    # Names that differ only in case cannot come from one file, but may be in the database
+    # (written before names were matched without regard to case).
+    async with pool.acquire() as connection:
+        applied = await apply_organization(connection, parse_organization(net162("x")))
+        organization_id = applied.organization_id
+        upper = await connection.fetchval(
+            "INSERT INTO connectors (organization_id, name, direction, kind, sender_domains) "
+            "VALUES ($1, 'X', 'INBOUND', 'PARTNER', '{net162.example}') RETURNING id",
+            organization_id,
+        )
+        result = await apply_organization(connection, parse_organization(net162("X")))
+        connectors = await load_connectors(connection, organization_id)
+
+    assert (result.unchanged, result.removed) == (["X"], ["x"])
+    assert [(c.id, c.name) for c in connectors] == [(upper, "X")]
+
+
 async def test_applying_a_file_leaves_other_organizations_alone(pool: asyncpg.Pool) -> None:
     other = parse_organization(
         "organization: fabrikam\n"

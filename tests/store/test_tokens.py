@@ -6,9 +6,15 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from mailflow.errors import UnknownOrganizationError
+from mailflow.errors import MailflowError, UnknownOrganizationError
 from mailflow.store.organizations import ensure_organization
-from mailflow.store.tokens import authenticate, create_token, list_tokens, revoke_token
+from mailflow.store.tokens import (
+    InvalidTokenDescriptionError,
+    authenticate,
+    create_token,
+    list_tokens,
+    revoke_token,
+)
 
 
 async def test_a_created_token_authenticates_as_its_organization_and_only_its_hash_is_stored(
@@ -167,3 +173,44 @@ async def test_an_expiry_without_a_time_zone_is_refused(pool: asyncpg.Pool) -> N
         with pytest.raises(ValueError, match="time zone"):
             await create_token(connection, contoso, expires_at=datetime(2030, 1, 1))
         assert await list_tokens(connection, contoso) == []
+
+
+@pytest.mark.parametrize(
+    ("description", "problem"),
+    [
+        ("x" * 201, "is 201 characters long; use at most 200 characters"),
+        ("x" * 100_000, "is 100000 characters long; use at most 200 characters"),
+        ("nightly\texport", r"holds '\\t' at position 8, a control character or line break"),
+        ("line one\nline two", r"holds '\\n' at position 9"),
+        ("carriage\r", r"holds '\\r' at position 9"),
+        ("escape \x1b[31m", r"holds '\\x1b' at position 8"),
+        ("delete \x7f", r"holds '\\x7f'"),
+        ("next line \x85", r"holds '\\x85'"),
+        ("separator \u2028", r"holds '\\u2028'"),
+    ],
+)
+async def test_a_description_too_long_or_with_control_characters_is_refused(
+    pool: asyncpg.Pool, description: str, problem: str
+) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        with pytest.raises(InvalidTokenDescriptionError, match=problem) as caught:
+            await create_token(connection, contoso, description=description)
+        assert await list_tokens(connection, contoso) == []
+
+    assert isinstance(caught.value, MailflowError)
+    assert caught.value.code == "INVALID_TOKEN_DESCRIPTION"
+    assert "use at most 200 characters" in str(caught.value) or (
+        "printable characters and spaces on one line" in str(caught.value))
+
+
+@pytest.mark.parametrize("description", ["", "x" * 200, "Grafana — équipe réseau 📈", "a b  c"])
+async def test_a_description_of_up_to_200_printable_characters_is_kept(
+    pool: asyncpg.Pool, description: str
+) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        await create_token(connection, contoso, description=description)
+        [info] = await list_tokens(connection, contoso)
+
+    assert info.description == description

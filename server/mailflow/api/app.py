@@ -9,6 +9,8 @@ import uuid
 import asyncpg
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -45,6 +47,30 @@ log = logging.getLogger("mailflow.api")
 REQUEST_ID_HEADER = "X-Request-ID"
 # A request id from a load balancer is kept when it is this plain; anything else is replaced.
 PLAIN_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class CompressedBodyError(RequestError):
+    """A body sent with a content encoding: the server reads request bodies as they are."""
+
+    status_code = 415
+
+
+def refuse_compressed_body(request: Request) -> None:
+    """Raise CompressedBodyError when a POST's Content-Encoding is other than identity."""
+    if request.method == "GET":
+        return
+    encodings = [
+        encoding.strip()
+        for header in request.headers.getlist("content-encoding")
+        for encoding in header.split(",")
+        if encoding.strip()
+    ]
+    compressed = next((encoding for encoding in encodings if encoding.lower() != "identity"), None)
+    if compressed is not None:
+        raise CompressedBodyError(
+            f'the request body has Content-Encoding "{compressed[:40]}": request bodies must '
+            "not be compressed (Content-Encoding identity only); send the JSON uncompressed"
+        )
 
 
 class GraphQLView(GraphQL[RequestContext, None]):
@@ -112,6 +138,7 @@ class GraphQLEndpoint:
         if self.view.should_render_graphql_ide(StarletteRequestAdapter(request)):
             return graphiql_page(request)
 
+        refuse_compressed_body(request)
         request = await bounded(request, self.settings.max_request_bytes)
         # One connection per request: authentication and every loader share it, so a request
         # costs one pool checkout (and one reset) however many reads it makes.
@@ -145,8 +172,23 @@ def create_app(
             Route("/", _to_graphql, methods=["GET", "HEAD"]),
             Route("/graphql", endpoint.handle, methods=["GET", "POST"], name="graphql"),
             *graphiql_routes(),
-        ]
+        ],
+        middleware=_cross_origin(settings),
     )
+
+
+def _cross_origin(settings: Settings) -> list[Middleware]:
+    """CORS for the browser origins the settings allow; none by default."""
+    if not settings.cors_origins:
+        return []
+    return [Middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+        expose_headers=[REQUEST_ID_HEADER],
+        max_age=600,
+    )]
 
 
 async def _to_graphql(request: Request) -> Response:

@@ -32,9 +32,15 @@ def decode_global_id(type_name: str, global_id: str) -> int:
     return database_id
 
 
+def shown_id(global_id: str) -> str:
+    """``global_id`` quoted for a message, cut short when it is long."""
+    if len(global_id) <= LONGEST_SHOWN_ID:
+        return repr(global_id)
+    return repr(global_id[:LONGEST_SHOWN_ID] + "…")
+
+
 def _bad_id(type_name: str, global_id: str) -> BadIdError:
-    shown = global_id if len(global_id) <= LONGEST_SHOWN_ID else global_id[:LONGEST_SHOWN_ID] + "…"
     return BadIdError(
-        f"{shown!r} is not a {type_name} id; pass the id field of a {type_name} "
+        f"{shown_id(global_id)} is not a {type_name} id; pass the id field of a {type_name} "
         "exactly as this API returned it"
     )

@@ -1,23 +1,26 @@
 """How much one GraphQL document may ask of the server, checked before anything runs.
 
 Tokens are counted while parsing, so an oversized document is never parsed in full. Depth,
-aliases, directives and cost are measured on the parsed operation with every fragment spread
-expanded (a fragment spread three times counts three times), before graphql-core validates
-the document: a document over a limit reaches neither validation, the resolvers nor the
-database.
+aliases, alias lengths, directives and cost are measured on the parsed operation with every
+fragment spread expanded (a fragment spread three times counts three times), before
+graphql-core validates the document: a document over a limit reaches neither validation, the
+resolvers nor the database.
 
-Cost is counted in points. A report field (``mailFlow``, ``tlsBreakdown``, ``insights`` and a
-connector's ``volume``, ``tlsBreakdown``, ``insights``) costs one point per day of its range;
-a range the server cannot read before running the query counts as the longest range. Every
-other field costs one point. Everything selected under ``connectors`` counts
-``ASSUMED_CONNECTORS`` times, since how many connectors an organization has is not known
-before the query runs.
+Cost is counted in points, about one per value the answer would hold. A field costs one
+point; a field that returns a list costs one point per item it is assumed to return; a report
+field (``mailFlow``, ``tlsBreakdown``, ``insights`` and a connector's ``volume``,
+``tlsBreakdown``, ``insights``) costs one point per day of its range instead. Everything
+selected under a list counts once per assumed item, compounding with nesting. Whether a field
+returns a list is read from the schema; how many items it is assumed to return is in
+``LIST_SIZES`` (``DAYS``: one per day of the field's range), for introspection it is the
+schema's own counts, and ``DEFAULT_LIST_SIZE`` for any other list. A range the server cannot
+read before running the query counts as the longest range.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -28,12 +31,18 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLError,
+    GraphQLInputObjectType,
     GraphQLInterfaceType,
+    GraphQLList,
     GraphQLNamedType,
+    GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
     GraphQLSchema,
     GraphQLSyntaxError,
+    GraphQLUnionType,
     InlineFragmentNode,
     NamedTypeNode,
     NullValueNode,
@@ -47,15 +56,30 @@ from graphql import (
     parse,
 )
 from graphql.language import Lexer, Source, TokenKind
+from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 from strawberry.extensions import ValidationCache
 
 from mailflow.api.context import RequestContext
 from mailflow.api.scalars import parse_date
+from mailflow.domain import TlsVersion
 from mailflow.errors import MailflowError
+from mailflow.reports.insights import InsightKind
 from mailflow.reports.ranges import DEFAULT_DAYS
 from mailflow.settings import Settings, get_settings
 
+
+class _Days(Enum):
+    VALUE = "days"
+
+
+DAYS = _Days.VALUE
+"""The size of a list with one item per day of the field's range."""
+
 ASSUMED_CONNECTORS = 10
+"""How many connectors an organization is assumed to have: not known before the query runs."""
+DEFAULT_LIST_SIZE = 10
+"""The assumed size of a list that neither LIST_SIZES nor the schema says more about."""
+
 REPORT_FIELDS = frozenset({
     ("Query", "mailFlow"),
     ("Query", "tlsBreakdown"),
@@ -64,7 +88,17 @@ REPORT_FIELDS = frozenset({
     ("Connector", "tlsBreakdown"),
     ("Connector", "insights"),
 })
-LIST_WEIGHTS = {("Query", "connectors"): ASSUMED_CONNECTORS}
+LIST_SIZES: Mapping[tuple[str, str], int | _Days] = {
+    ("Query", "connectors"): ASSUMED_CONNECTORS,
+    # At most one insight of each kind per connector.
+    ("Query", "insights"): ASSUMED_CONNECTORS * len(InsightKind),
+    ("Connector", "insights"): len(InsightKind),
+    ("Query", "mailFlow"): DAYS,
+    ("Connector", "volume"): DAYS,
+    ("MailFlowPoint", "byTls"): len(TlsVersion),
+    ("TlsBreakdown", "versions"): len(TlsVersion),
+}
+INTROSPECTION_FIELDS = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 
 
 class TooManyTokensError(MailflowError):
@@ -91,6 +125,12 @@ class TooManyDirectivesError(MailflowError):
     code = "TOO_MANY_DIRECTIVES"
 
 
+class AliasTooLongError(MailflowError):
+    """An operation uses an alias longer than allowed; each one is repeated in the answer."""
+
+    code = "ALIAS_TOO_LONG"
+
+
 class QueryTooCostlyError(MailflowError):
     """An operation would cost more points than allowed."""
 
@@ -111,6 +151,7 @@ class Measure:
     aliases: int = 0
     directives: int = 0
     cost: int = 0
+    longest_alias: int = 0
 
     def beside(self, other: Measure) -> Measure:
         """The measure of two selections of one selection set."""
@@ -119,6 +160,7 @@ class Measure:
             aliases=self.aliases + other.aliases,
             directives=self.directives + other.directives,
             cost=self.cost + other.cost,
+            longest_alias=max(self.longest_alias, other.longest_alias),
         )
 
 
@@ -216,18 +258,36 @@ def limit_errors(
     settings: Settings,
 ) -> list[MailflowError]:
     """One error per limit that an operation of ``document`` goes over."""
-    fragments = {
+    fragments = _fragments(document)
+    errors: list[MailflowError] = []
+    for operation in _operations(document):
+        measured = _Measurer(schema, fragments, operation, variables, settings).operation()
+        errors += _over_limits(measured, _subject(operation), settings)
+        if errors:
+            break
+    return errors
+
+
+def measure(
+    document: DocumentNode,
+    schema: GraphQLSchema,
+    variables: Mapping[str, Any],
+    settings: Settings,
+) -> list[Measure]:
+    """The measure of each operation of ``document``, as the limits see it."""
+    fragments = _fragments(document)
+    return [
+        _Measurer(schema, fragments, operation, variables, settings).operation()
+        for operation in _operations(document)
+    ]
+
+
+def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    return {
         definition.name.value: definition
         for definition in document.definitions
         if isinstance(definition, FragmentDefinitionNode)
     }
-    errors: list[MailflowError] = []
-    for operation in _operations(document):
-        measure = _Measurer(schema, fragments, operation, variables, settings).operation()
-        errors += _over_limits(measure, _subject(operation), settings)
-        if errors:
-            break
-    return errors
 
 
 def _over_limits(measure: Measure, subject: str, settings: Settings) -> list[MailflowError]:
@@ -247,12 +307,20 @@ def _over_limits(measure: Measure, subject: str, settings: Settings) -> list[Mai
             f"{subject} uses {measure.directives} directives, counting each fragment spread; "
             f"the limit is {settings.max_query_directives} (MAILFLOW_MAX_QUERY_DIRECTIVES)"
         ))
+    if measure.longest_alias > settings.max_alias_length:
+        errors.append(AliasTooLongError(
+            f"{subject} has an alias of {measure.longest_alias} characters; the limit is "
+            f"{settings.max_alias_length} (MAILFLOW_MAX_ALIAS_LENGTH)"
+        ))
     if measure.cost > settings.max_query_cost:
         errors.append(QueryTooCostlyError(
             f"{subject} costs {measure.cost} points; the limit is {settings.max_query_cost} "
-            "(MAILFLOW_MAX_QUERY_COST). A report field costs a point per day of its range, "
-            f"other fields a point, and fields under connectors count {ASSUMED_CONNECTORS} "
-            "times: ask for fewer fields or shorter ranges"
+            "(MAILFLOW_MAX_QUERY_COST). A field costs a point, a list a point per item, a "
+            "report field a point per day of its range, and what is selected under a list "
+            f"counts once per item: {ASSUMED_CONNECTORS} connectors, "
+            f"{len(InsightKind)} insights per connector, a day of mailFlow or volume per day, "
+            f"{len(TlsVersion)} TLS versions, {DEFAULT_LIST_SIZE} items of other lists. Ask "
+            "for fewer fields, shorter ranges or less nesting"
         ))
     return errors
 
@@ -313,14 +381,33 @@ class _Measurer:
     def field(self, node: FieldNode, parent: GraphQLNamedType | None) -> Measure:
         parent_name = parent.name if parent else ""
         key = (parent_name, node.name.value)
-        inner = self.selection_set(node.selection_set, self.field_type(parent, node.name.value))
-        own_cost = self.range_days(node) if key in REPORT_FIELDS else 1
+        field_type = self.field_type(parent, node.name.value)
+        inner = self.selection_set(node.selection_set, get_named_type(field_type))
+        days = self.range_days(node) if key in REPORT_FIELDS else None
+        items = self.list_size(key, field_type, days)
+        # A report field costs its days; a list its items; any other field a point.
+        own_cost = days if days is not None else max(items or 1, 1)
         return Measure(
             depth=1 + inner.depth,
             aliases=inner.aliases + (node.alias is not None),
             directives=inner.directives,
-            cost=own_cost + LIST_WEIGHTS.get(key, 1) * inner.cost,
+            cost=own_cost + (1 if items is None else items) * inner.cost,
+            longest_alias=max(inner.longest_alias, len(node.alias.value) if node.alias else 0),
         )
+
+    def list_size(
+        self, key: tuple[str, str], field_type: GraphQLOutputType | None, days: int | None
+    ) -> int | None:
+        """How many items the field is assumed to return; None when it returns no list."""
+        while isinstance(field_type, GraphQLNonNull):
+            field_type = field_type.of_type
+        if not isinstance(field_type, GraphQLList):
+            return None
+        size = LIST_SIZES.get(key, _introspection_sizes(self.schema).get(key))
+        if size is DAYS:
+            assert days is not None, "a list of days is a report field"
+            return days
+        return DEFAULT_LIST_SIZE if size is None else size
 
     def fragment(self, name: str) -> Measure:
         if name in self.measured:
@@ -340,11 +427,13 @@ class _Measurer:
     ) -> GraphQLNamedType | None:
         return self.schema.get_type(condition.name.value) if condition else parent
 
-    def field_type(self, parent: GraphQLNamedType | None, name: str) -> GraphQLNamedType | None:
+    def field_type(self, parent: GraphQLNamedType | None, name: str) -> GraphQLOutputType | None:
         if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
             return None
+        if name in INTROSPECTION_FIELDS and parent is self.schema.query_type:
+            return INTROSPECTION_FIELDS[name].type
         definition = parent.fields.get(name)
-        return get_named_type(definition.type) if definition else None
+        return definition.type if definition else None
 
     def range_days(self, node: FieldNode) -> int:
         """Days of the field's range, defaults filled in as the resolvers fill them in."""
@@ -379,6 +468,63 @@ def _date_or_unread(value: object) -> datetime.date | _Unread | None:
         return parse_date(value)
     except GraphQLError:
         return UNREAD
+
+
+@lru_cache(maxsize=4)
+def _introspection_sizes(schema: GraphQLSchema) -> Mapping[tuple[str, str], int]:
+    """The introspection lists sized by ``schema``'s own counts.
+
+    ``types`` and ``directives`` are as long as the schema has types and directives; a
+    type's ``fields``, ``enumValues``, ``inputFields``, ``interfaces`` and ``possibleTypes``
+    by their average over all types (null counts as none), so that ``types { fields }``
+    costs what the schema holds; ``args`` and ``locations`` by their average too.
+    """
+    types = list(schema.type_map.values())
+    directives = list(schema.directives)
+    fields = [
+        field
+        for named in types
+        if isinstance(named, GraphQLObjectType | GraphQLInterfaceType)
+        for field in named.fields.values()
+    ]
+
+    def per_type(count: Callable[[GraphQLNamedType], int]) -> int:
+        return _average(sum(count(named) for named in types), len(types))
+
+    return {
+        ("__Schema", "types"): len(types),
+        ("__Schema", "directives"): len(directives),
+        ("__Type", "fields"): per_type(
+            lambda t: len(t.fields) if isinstance(t, GraphQLObjectType | GraphQLInterfaceType)
+            else 0
+        ),
+        ("__Type", "interfaces"): per_type(
+            lambda t: len(t.interfaces)
+            if isinstance(t, GraphQLObjectType | GraphQLInterfaceType) else 0
+        ),
+        ("__Type", "possibleTypes"): per_type(
+            lambda t: len(schema.get_possible_types(t))
+            if isinstance(t, GraphQLInterfaceType | GraphQLUnionType) else 0
+        ),
+        ("__Type", "enumValues"): per_type(
+            lambda t: len(t.values) if isinstance(t, GraphQLEnumType) else 0
+        ),
+        ("__Type", "inputFields"): per_type(
+            lambda t: len(t.fields) if isinstance(t, GraphQLInputObjectType) else 0
+        ),
+        ("__Field", "args"): _average(sum(len(field.args) for field in fields), len(fields)),
+        ("__Directive", "args"): _average(
+            sum(len(directive.args) for directive in directives), len(directives)
+        ),
+        ("__Directive", "locations"): _average(
+            sum(len(directive.locations) for directive in directives), len(directives)
+        ),
+    }
+
+
+def _average(total: int, count: int) -> int:
+    """``total / count`` rounded up; 0 for none."""
+    return -(-total // count) if count else 0
 
 
 def _operations(document: DocumentNode) -> list[OperationDefinitionNode]:

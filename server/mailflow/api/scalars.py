@@ -18,6 +18,7 @@ LONG_MIN = -(2**63)
 LONG_MAX = 2**63 - 1
 
 CALENDAR_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+LONGEST_SHOWN_VALUE = 40  # a bad value is echoed in errors only this far
 DATE_FORM = 'write a day as YYYY-MM-DD, such as "2025-01-31"'
 
 
@@ -81,6 +82,8 @@ def serialize_date(value: object) -> str:
 def parse_date(value: object) -> datetime.date:
     """A Date from a variable: a string YYYY-MM-DD that names a calendar day."""
     shown = json.dumps(value) if isinstance(value, str | int | float | bool) else repr(value)
+    if len(shown) > LONGEST_SHOWN_VALUE:
+        shown = shown[:LONGEST_SHOWN_VALUE] + "…"
     if not isinstance(value, str) or not CALENDAR_DAY.fullmatch(value):
         raise GraphQLError(f"Date cannot represent {shown}: {DATE_FORM}")
     try:
@@ -92,7 +95,10 @@ def parse_date(value: object) -> datetime.date:
 def parse_date_literal(node: ValueNode, _variables: dict[str, Any] | None = None) -> datetime.date:
     """A Date written in the query text: a string literal YYYY-MM-DD."""
     if not isinstance(node, StringValueNode):
-        raise GraphQLError(f"Date cannot represent {print_ast(node)}: {DATE_FORM}", node)
+        shown = print_ast(node)
+        if len(shown) > LONGEST_SHOWN_VALUE:
+            shown = shown[:LONGEST_SHOWN_VALUE] + "…"
+        raise GraphQLError(f"Date cannot represent {shown}: {DATE_FORM}", node)
     try:
         return parse_date(node.value)
     except GraphQLError as error:

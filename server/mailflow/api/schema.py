@@ -19,7 +19,7 @@ from strawberry.types import ExecutionContext
 from mailflow import domain
 from mailflow.api.context import Info
 from mailflow.api.errors import ErrorBoundary
-from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id
+from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id, shown_id
 from mailflow.api.limits import QueryLimits
 from mailflow.api.scalars import DATE_SCALAR, LONG_SCALAR, Long
 from mailflow.reports import breakdown, series
@@ -436,7 +436,7 @@ async def _find_connector(info: Info, global_id: str) -> domain.Connector:
         if connector.id == connector_id:
             return connector
     raise ConnectorNotFoundError(
-        f"the organization has no connector with id {global_id!r}; "
+        f"the organization has no connector with id {shown_id(global_id)}; "
         "list its connectors with the connectors field"
     )
 

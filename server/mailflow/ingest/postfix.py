@@ -28,11 +28,15 @@ kept per open queue id and per live smtpd session or smtp connection only.
 Classic syslog timestamps have no zone and are taken as UTC (see
 :class:`~mailflow.ingest.syslog.SyslogClock`); every datetime emitted is UTC.
 
-A value no real log holds never stops a parse: a ``size=`` above 1 TiB or an ``nrcpt=``
-beyond a PostgreSQL integer is counted as an unusable line and read as 0 (unknown, as for
-a delivery whose arrival is not in the log), and the message still counts, so one corrupt
-number loses one number rather than a message. NUL characters, which a crash can leave
-in a log file, are dropped; a fact whose key would be too long to index is skipped.
+A value no real log holds never stops a parse: a ``size=`` that is not a number of bytes
+up to 1 TiB (thousands of digits, ``-1``, ``12kB``, empty) or an ``nrcpt=`` that is not a
+count up to a PostgreSQL integer is counted as an unusable line and read as 0 (unknown,
+as for a delivery whose arrival is not in the log), and the message still counts, inbound
+and outbound, so one corrupt number loses one number rather than a message. A time stamp
+within a week of the first instant a datetime holds (0001-01-01) or ten minutes of its
+last (9999-12-31) is counted as out of range and its line not used: the parser looks that
+far back and ahead. NUL characters, which a crash can leave in a log file, are dropped;
+a fact whose key would be too long to index is skipped.
 """
 
 from __future__ import annotations
@@ -45,11 +49,12 @@ from datetime import UTC, datetime, timedelta
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.report import IngestReport
-from mailflow.ingest.syslog import SyslogClock, split_syslog_line
+from mailflow.ingest.syslog import SyslogClock, TimestampOutOfRangeError, split_syslog_line
 from mailflow.store.facts import MAX_RECIPIENTS, MAX_SOURCE_KEY_BYTES
 
 MALFORMED = "malformed postfix line"
 UNPARSEABLE_TIMESTAMP = "unparseable timestamp"
+TIMESTAMP_OUT_OF_RANGE = "timestamp out of range"
 NO_HEADER = "postfix line without syslog header"
 SIZE_OUT_OF_RANGE = "size out of range"
 RECIPIENTS_OUT_OF_RANGE = "recipient count out of range"
@@ -62,7 +67,7 @@ _TLS_HANDSHAKE = re.compile(
     r"(?:\w+ )?TLS connection (?:established|reused) (?:from|to) "
     r"\S*?\[([^\]]*)\](?::\d+)?: (\S+) with cipher (\S+)"
 )
-_QUEUED = re.compile(r"from=<(.*)>, size=(\d+), nrcpt=(\d+)")
+_QUEUED = re.compile(r"from=<(.*)>, size=(.*?), nrcpt=([^ ,]*)")
 _TLS_VERSIONS = {
     "TLSv1": TlsVersion.TLS1_0,
     "TLSv1.1": TlsVersion.TLS1_1,
@@ -78,6 +83,10 @@ _CONNECTION_IDLE = timedelta(hours=1)  # a handshake unused this long belongs to
 _UNQUEUED_IDLE = timedelta(hours=1)  # client= without qmgr: the client gave up, nothing queued
 _QUEUED_IDLE = timedelta(days=7)  # past Postfix's default 5-day queue lifetime: flush it
 _ADDRESS_CACHE_SIZE = 4096
+# The instants the windows above can be added to and taken from: time stamps outside are
+# out of range (only a corrupt log holds them).
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + max(_CONNECTION_IDLE, _UNQUEUED_IDLE, _QUEUED_IDLE)
+_LATEST = datetime.max.replace(tzinfo=UTC) - _SWEEP_EVERY
 
 
 def parse_postfix(
@@ -154,8 +163,10 @@ class _PostfixReader:
         self._sessions: dict[tuple[str, str], _Handshake] = {}  # smtpd, until disconnect
         self._connections: dict[tuple[str, str], _Handshake] = {}  # smtp, latest per process
         self._internal: dict[str, bool | None] = {}
-        self._next_sweep = datetime.min.replace(tzinfo=UTC)
-        self._stamp, self._stamp_time = "", self._next_sweep
+        self._next_sweep = _EARLIEST
+        self._stamp: str | None = None
+        self._stamp_time = _EARLIEST
+        self._lines = 0  # added to report.lines so far
         self._ready: list[MessageFact] = []
         self._handlers: dict[str, Callable[[str, str, str, str], None]] = {
             "smtpd": self._smtpd,
@@ -194,14 +205,19 @@ class _PostfixReader:
                     self._read(line)
                     month_name = self._clock.month_name
                 if self._ready:
-                    report.lines = count
+                    self._count_lines(count)
                     ready, self._ready = self._ready, []
                     yield from ready
-            report.lines = count
+            self._count_lines(count)
             yield from self._finish()
         finally:
-            report.lines = count
+            self._count_lines(count)
             report.assumed_year = self._clock.assumed_year
+
+    def _count_lines(self, count: int) -> None:
+        """Bring ``report.lines`` up to date: others may count lines there too."""
+        self._report.lines += count - self._lines
+        self._lines = count
 
     def _read(self, line: str) -> None:
         """Any line: split its header and follow the calendar, then hand it on."""
@@ -393,8 +409,14 @@ class _PostfixReader:
             return self._stamp_time
         try:
             at = self._clock.parse(stamp)
+        except TimestampOutOfRangeError:
+            self._report.skip(TIMESTAMP_OUT_OF_RANGE)
+            return None
         except ValueError:
             self._report.skip(UNPARSEABLE_TIMESTAMP)
+            return None
+        if not _EARLIEST <= at <= _LATEST:  # the sweep's arithmetic would leave the calendar
+            self._report.skip(TIMESTAMP_OUT_OF_RANGE)
             return None
         self._stamp, self._stamp_time = stamp, at
         if at >= self._next_sweep:
@@ -480,7 +502,12 @@ def _outbound_fact(host: str, message: _Message, relay: str, delivery: _Delivery
 
 
 def _number(digits: str, maximum: int) -> int | None:
-    """The value of a string of digits, or None above ``maximum`` (int() refuses huge ones)."""
+    """The value of a string of ASCII digits, or None for another string or above ``maximum``.
+
+    The length is checked first: int() refuses (or takes long over) thousands of digits.
+    """
+    if not (digits.isascii() and digits.isdecimal()):
+        return None  # "", "-1", "12kB", "١٢" ...
     digits = digits.lstrip("0") or "0"
     if len(digits) > len(str(maximum)):
         return None

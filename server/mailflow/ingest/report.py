@@ -11,6 +11,8 @@ from datetime import datetime
 class IngestReport:
     """Counts kept while a parser reads a log.
 
+    ``lines`` counts the lines read, including those too long to be handed to the
+    parser (counted by the reader, which skips them).
     ``skipped`` counts lines that looked like mail events but could not be
     used, by a short kind name such as ``"unparseable timestamp"``. Lines that
     carry nothing for the reports (IMAP logins, anvil statistics, ...) are not
@@ -46,11 +48,19 @@ class IngestReport:
             self.last_fact_at = at
 
     def summary(self) -> str:
-        """One line for people, e.g. ``"7534 lines, 180 message facts, 2 lines skipped: ..."``."""
-        text = f"{self.lines} lines, {self.facts} message facts"
-        total = sum(self.skipped.values())
-        if not total:
+        """One line for people, e.g. ``"7534 lines, 180 message facts, skipped lines: ..."``.
+
+        Kinds are given as ``kind: count``, most frequent first:
+        ``"skipped lines: malformed postfix line: 2, unparseable timestamp: 1"``.
+        """
+        text = f"{plural(self.lines, 'line')}, {plural(self.facts, 'message fact')}"
+        if not sum(self.skipped.values()):
             return f"{text}, no lines skipped"
         ranked = sorted(self.skipped.items(), key=lambda item: (-item[1], item[0]))
-        kinds = ", ".join(f"{count} {kind}" for kind, count in ranked)
-        return f"{text}, {total} {'line' if total == 1 else 'lines'} skipped: {kinds}"
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in ranked)
+        return f"{text}, skipped lines: {kinds}"
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 line"``, ``"2 lines"``: nouns whose plural takes an s."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

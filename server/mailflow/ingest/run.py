@@ -14,8 +14,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from mailflow.ingest.classify import load_boundary_policy, load_classifier
 from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE, LoadResult, load_facts
 from mailflow.ingest.postfix import parse_postfix
-from mailflow.ingest.report import IngestReport
-from mailflow.ingest.sources import display_name, input_size, newest_file, read_log
+from mailflow.ingest.report import IngestReport, plural
+from mailflow.ingest.sources import (
+    LINE_TOO_LONG,
+    display_name,
+    input_size,
+    newest_file,
+    read_log,
+)
 from mailflow.store.organizations import ensure_organization
 
 log = logging.getLogger("mailflow.ingest")
@@ -74,10 +80,19 @@ async def ingest_postfix_files(
 def _read_files(
     files: Sequence[str], report: IngestReport, advance: Callable[[int], None]
 ) -> Iterator[str]:
-    """The lines of each file in turn, noting reading problems and files of no known log."""
+    """The lines of each file in turn, noting reading problems and files of no known log.
+
+    A line too long to read is counted here: the parser never sees it.
+    """
+    def long_line() -> None:
+        report.lines += 1
+        report.skip(LINE_TOO_LONG)
+
     for name in files:
         recognized = report.recognized_lines
-        lines = yield from read_log(name, on_problem=report.problems.append, advance=advance)
+        lines = yield from read_log(
+            name, on_problem=report.problems.append, advance=advance, on_long_line=long_line
+        )
         # The parser has read the file's last line before asking for the next one.
         if lines and report.recognized_lines == recognized:
             report.unrecognized_files.append(display_name(name))
@@ -88,7 +103,8 @@ def _summary(
     year_from: tuple[str, datetime] | None,
 ) -> str:
     lines = [
-        f"{organization}: read {report.lines} lines, found {report.facts} message facts"
+        f"{organization}: read {plural(report.lines, 'line')}, "
+        f"found {plural(report.facts, 'message fact')}"
         f"{_span(report)}: {result.inserted} new, {result.duplicates} already loaded; "
         f"rollups refreshed for {len(result.touched_days)} day(s)",
     ]

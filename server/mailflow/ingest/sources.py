@@ -1,4 +1,9 @@
-"""Read log lines from files, gzip files and standard input."""
+"""Read log lines from files, gzip files and standard input.
+
+A line is at most ``MAX_LINE_LENGTH`` characters long (NULs not counted): a longer one
+is skipped without being held in memory, so a file without newlines (``/dev/zero``, a
+log padded with NULs after a crash) reads in constant memory.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,10 @@ from typing import IO, BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
 STDIN = "-"
+# Postfix's own lines are far shorter (syslog messages are cut at a few KiB).
+MAX_LINE_LENGTH = 64 * 1024  # characters, not counting the newline and NULs
+LINE_TOO_LONG = "line longer than 65536 characters"
+_READ_SIZE = MAX_LINE_LENGTH + 1  # a line and its newline
 
 
 class _CountingReader(io.RawIOBase):
@@ -49,6 +58,7 @@ def read_log(
     *,
     on_problem: Callable[[str], None],
     advance: Callable[[int], None] | None = None,
+    on_long_line: Callable[[], None] | None = None,
 ) -> Generator[str, None, int]:
     """Lines of one file, gzip detected by its magic bytes, '-' stdin; returns how many.
 
@@ -58,6 +68,11 @@ def read_log(
     before the problem are yielded, then ``on_problem`` gets a sentence naming
     the file and the problem, and the file ends. ``advance`` is told how many
     bytes were read.
+
+    Newlines are universal (``\\r\\n`` and ``\\r`` end a line too, and become ``\\n``).
+    NUL characters are dropped, and a line left empty by that at the end of the file is
+    no line. A line longer than ``MAX_LINE_LENGTH`` is read past, not yielded: it counts
+    among the lines returned and ``on_long_line`` is told of it.
     """
     try:
         raw = _open_binary(name)
@@ -70,7 +85,20 @@ def read_log(
         stream: IO[bytes] | gzip.GzipFile = buffered
         if buffered.peek(2)[:2] == GZIP_MAGIC:
             stream = gzip.GzipFile(fileobj=buffered)
-        for line in io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None):
+        readline = io.TextIOWrapper(
+            stream, encoding="utf-8", errors="replace", newline=None
+        ).readline
+        while line := readline(_READ_SIZE):  # bounded: a line never has to fit in memory
+            if line[-1:] != "\n" or "\0" in line:
+                whole = _rest_of_line(line, readline)
+                if whole is None:
+                    count += 1
+                    if on_long_line is not None:
+                        on_long_line()
+                    continue
+                if not whole:
+                    continue
+                line = whole
             count += 1
             yield line
         return count
@@ -80,6 +108,25 @@ def read_log(
     finally:
         if name != STDIN:
             raw.close()
+
+
+def _rest_of_line(start: str, readline: Callable[[int], str]) -> str | None:
+    """The line begun by ``start``, without NULs; None when it is too long.
+
+    A line too long is read to its end in pieces that are not kept, so memory stays
+    bounded however long it is (``/dev/zero``, a crash's NUL padding).
+    """
+    line = start.replace("\0", "")
+    while line[-1:] != "\n" and len(line) <= MAX_LINE_LENGTH:
+        more = readline(_READ_SIZE - len(line))
+        if not more:  # the end of the file
+            return line
+        line += more.replace("\0", "")
+    if line[-1:] == "\n":
+        return line
+    while (rest := readline(_READ_SIZE)) and rest[-1:] != "\n":
+        pass
+    return None
 
 
 def _problem(name: str, error: BaseException, lines: int) -> str:
@@ -118,7 +165,10 @@ def newest_file(names: Sequence[str]) -> tuple[str, datetime] | None:
     if not files:
         return None
     name, status = max(files, key=lambda file: file[1].st_mtime)
-    return name, datetime.fromtimestamp(status.st_mtime, UTC)
+    try:
+        return name, datetime.fromtimestamp(status.st_mtime, UTC)
+    except (OverflowError, ValueError, OSError):  # beyond the years 1 to 9999: the nearer end
+        return name, (datetime.max if status.st_mtime > 0 else datetime.min).replace(tzinfo=UTC)
 
 
 def _regular_files(names: Sequence[str]) -> Generator[tuple[str, os.stat_result], None, None]:

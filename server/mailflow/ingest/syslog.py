@@ -9,7 +9,7 @@ Three line shapes are read::
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, MINYEAR, UTC, datetime, timedelta
 
 MONTHS = {
     name: number
@@ -20,6 +20,10 @@ MONTHS = {
 }
 CLASSIC_STAMP_LENGTH = 15  # "Jan 27 06:50:01"
 _FUTURE_TOLERANCE = timedelta(days=1)
+
+
+class TimestampOutOfRangeError(ValueError):
+    """A timestamp that reads, but as an instant outside the years 1 to 9999 in UTC."""
 
 
 def split_syslog_line(line: str) -> tuple[str, str, str, str] | None:
@@ -105,7 +109,7 @@ class SyslogClock:
         self._reference = (reference_time or datetime.now(UTC)).astimezone(UTC)
         self._month = 0
         self._month_name = ""
-        self._last_stamp = ""
+        self._last_stamp: str | None = None
         self._last_value = datetime.min.replace(tzinfo=UTC)
 
     @property
@@ -136,7 +140,11 @@ class SyslogClock:
         self._month_name = name
 
     def parse(self, stamp: str) -> datetime:
-        """The instant of a timestamp; ``ValueError`` when it cannot be read."""
+        """The instant of a timestamp; ``ValueError`` when it cannot be read.
+
+        :class:`TimestampOutOfRangeError` (a ValueError) when it reads but falls outside
+        the years 1 to 9999 in UTC, e.g. a classic one after the year turned past 9999.
+        """
         if stamp == self._last_stamp:
             return self._last_value
         value = _parse_iso(stamp) if stamp[:1].isdigit() else self._parse_classic(stamp)
@@ -152,7 +160,7 @@ class SyslogClock:
             first = _classic(stamp, year, month)
         except ValueError:
             first = datetime(year, month, 1, tzinfo=UTC)
-        if first > self._reference + _FUTURE_TOLERANCE:
+        if first - self._reference > _FUTURE_TOLERANCE:  # a sum could pass the year 9999
             year -= 1
         self._year = self._assumed_year = year
 
@@ -171,6 +179,10 @@ def _classic(stamp: str, year: int, month: int) -> datetime:
     if len(stamp) != CLASSIC_STAMP_LENGTH or stamp[3] != " " or stamp[6] != " " \
             or stamp[9] != ":" or stamp[12] != ":":
         raise ValueError(f"syslog timestamp {stamp!r} is not like 'Jan 27 06:50:01'")
+    if not MINYEAR <= year <= MAXYEAR:
+        raise TimestampOutOfRangeError(
+            f"syslog timestamp {stamp!r} falls in the year {year}, outside the years 1 to 9999"
+        )
     return datetime(
         year, month, int(stamp[4:6]), int(stamp[7:9]), int(stamp[10:12]), int(stamp[13:15]),
         tzinfo=UTC,
@@ -184,6 +196,6 @@ def _parse_iso(stamp: str) -> datetime:
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise ValueError(
+        raise TimestampOutOfRangeError(
             f"syslog timestamp {stamp!r} is outside the years 1 to 9999 in UTC"
         ) from None

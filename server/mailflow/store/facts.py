@@ -102,6 +102,13 @@ async def store_facts(
     A value PostgreSQL would misread or reject (see :func:`fact_record`) raises
     InvalidMessageFactError (a ValueError) naming the fact's source key and the value,
     before anything of the batch is written.
+
+    A fact names its connector only if the connector still exists when it is stored: one
+    removed since the facts were classified leaves them "no connector". The connectors named
+    are held (FOR KEY SHARE) until the caller's transaction ends, so a concurrent removal
+    waits and then detaches these facts too (see ``organizations.remove_connectors``). Call
+    it before ``refresh_rollups`` in the transaction, never after: waiting for a connector
+    while holding the rollup lock could deadlock with that removal.
     """
     require_transaction(connection, "store_facts")
     records = [fact_record(organization_id, fact) for fact in facts]
@@ -109,6 +116,12 @@ async def store_facts(
         return StoreResult()
 
     await ensure_partitions(connection, months_of(facts))
+    # Lock the named connectors in id order first, as apply does, so that an ingest and an
+    # apply that removes or renames several connectors never wait for each other in a cycle;
+    # the insert then keeps only connectors held here and never waits for a row lock itself.
+    connector_ids = sorted({fact.connector_id for fact in facts if fact.connector_id is not None})
+    if connector_ids:
+        await connection.execute(query("facts_lock_connectors"), organization_id, connector_ids)
     await connection.execute(query("facts_create_incoming_table"))
     await connection.copy_records_to_table(
         "incoming_message_facts", records=records, columns=INCOMING_COLUMNS

@@ -432,7 +432,8 @@ async def apply_organization(
 
     Creates the organization when missing, replaces its accepted domains and
     internal networks, and creates, updates or removes connectors, matched by
-    name (a renamed connector is removed and created anew). Applying the same
+    name without regard to case (a change of case renames the connector in place;
+    any other renamed connector is removed and created anew). Applying the same
     file twice changes nothing the second time.
 
     A changed rule applies to mail ingested afterwards: facts already stored
@@ -465,25 +466,59 @@ async def _apply_connectors(
     connection: Connection, organization_id: int,
     connectors: Sequence[ConnectorConfig], result: ApplyResult,
 ) -> None:
-    existing = {
-        connector.name: connector
-        for connector in await load_connectors(connection, organization_id)
-    }
-    for config in connectors:
-        current = existing.pop(config.name, None)
+    existing = await load_connectors(connection, organization_id)
+    matches = _match_connectors(existing, connectors)
+    renamed = [
+        current.id for config, current in matches
+        if current is not None and current.name != config.name
+    ]
+    kept = {current.id for _, current in matches if current is not None}
+    removed = [current for current in existing if current.id not in kept]
+    # Every connector row this apply will delete or rename, locked up front in id order (see
+    # remove_connectors); changing only rules takes no lock that an ingest waits for.
+    await _lock_connectors(connection, organization_id, renamed + [c.id for c in removed])
+
+    for config, current in matches:
         if current is None:
             await connection.execute(query("connector_create"), organization_id, *config.as_row())
             result.created.append(config.name)
-        elif _differs(current, config):
+        elif current.name != config.name or _differs(current, config):
             await connection.execute(
                 query("connector_update"), organization_id, current.id, *config.as_row())
             result.updated.append(config.name)
         else:
             result.unchanged.append(config.name)
 
-    if existing:
-        await remove_connectors(connection, organization_id, [c.id for c in existing.values()])
-        result.removed.extend(sorted(existing))
+    if removed:
+        await remove_connectors(connection, organization_id, [c.id for c in removed])
+        result.removed.extend(sorted(c.name for c in removed))
+
+
+def _match_connectors(
+    existing: Sequence[Connector], connectors: Sequence[ConnectorConfig]
+) -> list[tuple[ConnectorConfig, Connector | None]]:
+    """Each connector of the file with the stored connector it updates, or None to create one.
+
+    Names match without regard to case, as the file's own uniqueness check compares them, so
+    that changing only the case of a name renames the connector in place and keeps its facts.
+    An exact match is preferred, for a database holding names that differ only in case.
+    """
+    unmatched = {connector.id: connector for connector in existing}
+    by_name = {connector.name: connector for connector in existing}
+    matches: dict[int, Connector] = {}
+    for index, config in enumerate(connectors):
+        current = by_name.get(config.name)
+        if current is not None:
+            matches[index] = unmatched.pop(current.id)
+    folded: dict[str, Connector] = {}
+    for connector in unmatched.values():
+        folded.setdefault(connector.name.casefold(), connector)
+    for index, config in enumerate(connectors):
+        if index not in matches:
+            current = folded.pop(config.name.casefold(), None)
+            if current is not None:
+                matches[index] = current
+    return [(config, matches.get(index)) for index, config in enumerate(connectors)]
 
 
 def _differs(current: Connector, config: ConnectorConfig) -> bool:
@@ -497,13 +532,41 @@ def _differs(current: Connector, config: ConnectorConfig) -> bool:
     )
 
 
+async def _lock_connectors(
+    connection: Connection, organization_id: int, connector_ids: Sequence[int]
+) -> None:
+    if connector_ids:
+        await connection.execute(
+            query("connector_lock"), organization_id, sorted(set(connector_ids)))
+
+
 async def remove_connectors(
     connection: Connection, organization_id: int, connector_ids: Sequence[int]
 ) -> None:
     """Delete connectors; their facts become "no connector" and the rollups of their days
-    are refreshed. Call inside a transaction."""
-    # Not guarded against an ingest running concurrently with a classifier loaded before the
-    # removal: it can still store the removed id. Acceptable while applies are rare admin steps.
+    are refreshed. Call inside a transaction, before any rollup refresh in it.
+
+    Safe against ingests running concurrently with connectors loaded before the removal:
+    storing a fact takes FOR KEY SHARE on its connector (``store_facts``), so deleting the
+    connector first waits for those ingests to commit, and an ingest that comes later finds
+    it gone and stores "no connector". The facts are detached only then: under READ COMMITTED
+    that statement sees every fact committed while the delete waited.
+    """
+    # Deadlocks: every transaction takes these locks in one order: the organization row (apply
+    # only), connector rows in id order (apply FOR UPDATE here; ingests FOR KEY SHARE before
+    # inserting facts), then the organization's rollup advisory lock (refresh_rollups, last in
+    # both), so no two can wait for each other in a cycle. Ingests never lock the organization
+    # row; an ingest waiting here holds no rollup lock yet, and the apply it waits for takes
+    # that lock only after all its connector rows. A caller storing facts after refreshing
+    # rollups in one transaction would break the order (PostgreSQL would abort one of the two).
+    #
+    # Not a foreign key (organization_id, connector_id) ON DELETE SET NULL (connector_id): its
+    # insert check would reject, not detach, the facts of a connector removed since they were
+    # classified, failing the ingest; it would not return the days whose rollups to refresh,
+    # and daily_rollups cannot take it (SET NULL would collide with the day's "no connector"
+    # row); and adding it would validate every stored fact. The locks give the same guarantee.
+    await _lock_connectors(connection, organization_id, connector_ids)
+    await connection.execute(query("connector_delete"), organization_id, list(connector_ids))
     # Scans the organization's facts: message_facts has no index on connector_id, and
     # removing a connector is a rare administrative step.
     days = [
@@ -511,7 +574,6 @@ async def remove_connectors(
         for row in await connection.fetch(
             query("connector_detach_facts"), organization_id, list(connector_ids))
     ]
-    await connection.execute(query("connector_delete"), organization_id, list(connector_ids))
     if days:
         await refresh_rollups(connection, organization_id, days)
 

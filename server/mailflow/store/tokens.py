@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from mailflow.errors import UnknownOrganizationError
+from mailflow.errors import MailflowError, UnknownOrganizationError
 from mailflow.store.connection import Connection
 from mailflow.store.sql import query
 
@@ -24,6 +25,16 @@ SECRET_BYTES = 32
 SECRET_LENGTH = 43  # characters of secrets.token_urlsafe(SECRET_BYTES)
 SECRET_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 MAX_ORGANIZATION_ID = 2**63 - 1
+MAX_DESCRIPTION_LENGTH = 200
+# Control characters (tab, newline, escape, ...) and line or paragraph separators: each would
+# break the one line per token, tab-separated, that `token list` prints.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
+class InvalidTokenDescriptionError(MailflowError, ValueError):
+    """A token description is too long or holds a character that would break a listing."""
+
+    code = "INVALID_TOKEN_DESCRIPTION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +58,12 @@ async def create_token(
     connection: Connection, organization_id: int, *,
     description: str = "", expires_at: datetime | None = None,
 ) -> str:
-    """A new token for the organization; it is shown once and only its hash is kept."""
+    """A new token for the organization; it is shown once and only its hash is kept.
+
+    Raises InvalidTokenDescriptionError for a description longer than 200 characters or
+    holding a control character (see :func:`check_token_description`).
+    """
+    check_token_description(description)
     if expires_at is not None and expires_at.tzinfo is None:
         raise ValueError(f"expires_at must carry a time zone, got {expires_at.isoformat()}")
     token = f"{PREFIX}{organization_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
@@ -60,6 +76,23 @@ async def create_token(
             f"no organization has the id {organization_id}; a token needs an existing organization"
         ) from None
     return token
+
+
+def check_token_description(description: str) -> None:
+    """Raise InvalidTokenDescriptionError unless ``description`` is at most 200 characters
+    on one line, without tabs or other control characters."""
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidTokenDescriptionError(
+            f"the token description is {len(description)} characters long; "
+            f"use at most {MAX_DESCRIPTION_LENGTH} characters"
+        )
+    for position, character in enumerate(description, start=1):
+        if unicodedata.category(character) in _REFUSED_CATEGORIES:
+            raise InvalidTokenDescriptionError(
+                f"the token description holds {character!r} at position {position}, a control "
+                "character or line break; use printable characters and spaces on one line "
+                "(no tabs or line breaks)"
+            )
 
 
 async def authenticate(connection: Connection, token: str) -> int | None:
