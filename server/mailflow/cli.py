@@ -225,19 +225,30 @@ def token_revoke(
     _run(lambda: _with_database(work))
 
 
+FilesArgument = Annotated[list[str], typer.Argument(
+    help="Log files, plain or gzip, in time order; '-' reads stdin.")]
+OrgOption = Annotated[str, typer.Option(
+    "--org", help="Organization the mail belongs to; created when it does not exist.")]
+
+
 @ingest_app.command("postfix")
 def ingest_postfix(
-    files: Annotated[list[str], typer.Argument(
-        help="Postfix log files, plain or gzip, in time order; '-' reads stdin.")],
-    org: Annotated[str, typer.Option("--org", help="Organization the mail belongs to; "
-                                     "created when it does not exist.")],
+    files: FilesArgument,
+    org: OrgOption,
     year: Annotated[int | None, typer.Option(
         min=1970, max=9998,
         help="Year of the first line for syslog time stamps without one; "
              "default: from the files' modification time.")] = None,
 ) -> None:
     """Load Postfix logs: one fact per message crossing the boundary, rollups refreshed."""
-    from mailflow.ingest.run import ingest_postfix_files
+    from mailflow.ingest.run import postfix_format
+
+    _ingest(org, files, postfix_format(year))
+
+
+def _ingest(org: str, files: list[str], log_format: Any) -> None:
+    """Load ``files`` in ``log_format`` (a mailflow.ingest.run.LogFormat) into ``org``."""
+    from mailflow.ingest.run import ingest_files
 
     _refuse_demo_name(org)
     for name in files:
@@ -248,8 +259,8 @@ def ingest_postfix(
             raise typer.Exit(2)
 
     async def work(pool: Any) -> list[str]:
-        report, _ = await ingest_postfix_files(pool, org, files, year=year,
-                                               progress=sys.stdout.isatty())
+        report, _ = await ingest_files(pool, org, files, log_format,
+                                       progress=sys.stdout.isatty())
         return report.problems
 
     if _run(lambda: _with_database(work)):

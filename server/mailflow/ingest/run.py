@@ -1,17 +1,26 @@
-"""Run an ingest from the command line: read, parse, classify, store, refresh, summarise."""
+"""Run an ingest from the command line: read, parse, classify, store, refresh, summarise.
+
+Every log format goes through :func:`ingest_files` with its own :class:`LogParser`: a
+function from the lines of the files (read as one stream) to message facts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Protocol
 
 import asyncpg
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+from mailflow.domain import MessageFact
 from mailflow.ingest.classify import load_boundary_policy, load_classifier
+from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE, LoadResult, load_facts
 from mailflow.ingest.postfix import parse_postfix
 from mailflow.ingest.report import IngestReport, plural
@@ -27,11 +36,46 @@ from mailflow.store.organizations import ensure_organization
 log = logging.getLogger("mailflow.ingest")
 
 
+class LogParser(Protocol):
+    """Turns the lines of a log into message facts, counting what it reads in ``report``.
+
+    ``reference_time`` is the modification time of the newest file (None for stdin), for
+    formats whose time stamps leave something out, such as the year.
+    """
+
+    def __call__(
+        self, lines: Iterable[str], *, policy: BoundaryPolicy,
+        reference_time: datetime | None, report: IngestReport,
+    ) -> Iterator[MessageFact]: ...
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """A log format that ``mailflow ingest`` reads: its name for people and its parser."""
+
+    name: str
+    parse: LogParser
+
+
+def postfix_format(year: int | None) -> LogFormat:
+    """Postfix syslog lines; ``year`` is that of the first line when time stamps carry none."""
+    return LogFormat("Postfix", partial(parse_postfix, year=year))
+
+
 async def ingest_postfix_files(
     pool: asyncpg.Pool, organization: str, files: Sequence[str], *,
     year: int | None, progress: bool, batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> tuple[IngestReport, LoadResult]:
-    """Load Postfix log files (read as one stream, in the order given) for an organization.
+    """Load Postfix log files for an organization: :func:`ingest_files` in the Postfix format."""
+    return await ingest_files(pool, organization, files, postfix_format(year),
+                              progress=progress, batch_size=batch_size)
+
+
+async def ingest_files(
+    pool: asyncpg.Pool, organization: str, files: Sequence[str], log_format: LogFormat, *,
+    progress: bool, batch_size: int = DEFAULT_BATCH_SIZE,
+) -> tuple[IngestReport, LoadResult]:
+    """Load log files (read as one stream, in the order given) for an organization.
 
     A file that cannot be read to the end ends there: its problem is listed in
     ``report.problems`` (the caller should exit non-zero) and the next file is read.
@@ -54,9 +98,9 @@ async def ingest_postfix_files(
         with bar:
             task = bar.add_task("ingesting", total=input_size(files))
             lines = _read_files(files, report, advance=lambda n: bar.advance(task, n))
-            facts = parse_postfix(
-                lines, policy=policy, year=year,
-                reference_time=newest[1] if newest else None, report=report,
+            facts = log_format.parse(
+                lines, policy=policy, reference_time=newest[1] if newest else None,
+                report=report,
             )
             result = await load_facts(pool, organization_id, facts, classify=classifier.assign,
                                       batch_size=batch_size, on_batch=committed.add)
@@ -73,7 +117,8 @@ async def ingest_postfix_files(
                "facts": report.facts, "inserted": result.inserted,
                "duplicates": result.duplicates, "problems": len(report.problems)},
     )
-    print(_summary(organization, report, result, year_from=newest), file=sys.stderr)
+    print(_summary(organization, log_format, report, result, year_from=newest),
+          file=sys.stderr)
     return report, result
 
 
@@ -99,7 +144,7 @@ def _read_files(
 
 
 def _summary(
-    organization: str, report: IngestReport, result: LoadResult, *,
+    organization: str, log_format: LogFormat, report: IngestReport, result: LoadResult, *,
     year_from: tuple[str, datetime] | None,
 ) -> str:
     lines = [
@@ -113,8 +158,8 @@ def _summary(
     if report.assumed_year is not None:
         lines.append(_assumed_year(report.assumed_year, year_from))
     if report.unrecognized_files:
-        lines.append(f"warning: no Postfix log lines found in "
-                     f"{', '.join(report.unrecognized_files)}: is this a Postfix log?")
+        lines.append(f"warning: no {log_format.name} log lines found in "
+                     f"{', '.join(report.unrecognized_files)}: is this a {log_format.name} log?")
     if report.problems:
         lines.append(f"error: {len(report.problems)} file(s) could not be read to the end:")
         lines.extend(f"  {problem}" for problem in report.problems)
