@@ -113,3 +113,22 @@ def test_a_token_for_a_missing_organization_is_refused(database_url: str) -> Non
     assert result.returncode == 2
     assert "organization 'nobody' does not exist" in result.stderr
     assert result.stdout == ""
+
+
+async def test_a_token_is_created_with_the_role_asked_for_and_listed_with_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    file = tmp_path / "acme.yaml"
+    file.write_text("organization: acme\n")
+    env = {"DATABASE_URL": database_url}
+    assert run(env, "org", "apply", str(file)).returncode == 0
+
+    assert run(env, "token", "create", "--org", "acme").returncode == 0
+    assert run(env, "token", "create", "--org", "acme", "--role", "ingest").returncode == 0
+    refused = run(env, "token", "create", "--org", "acme", "--role", "owner")
+
+    listing = run(env, "token", "list", "--org", "acme")
+    assert [line.split("\t")[:2] for line in listing.stdout.splitlines()] == [
+        ["id", "role"], ["1", "viewer"], ["2", "ingest"]]
+    assert refused.returncode == 2
+    assert "'owner' is not one of 'viewer', 'admin', 'ingest'" in refused.stderr

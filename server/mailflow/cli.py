@@ -18,6 +18,7 @@ from mailflow.errors import MailflowError
 from mailflow.settings import Settings, describe_errors, get_settings
 from mailflow.store.embedded import EmbeddedPostgresError
 from mailflow.store.migrate import MigrationError
+from mailflow.store.tokens import TokenRole
 
 T = TypeVar("T")
 
@@ -30,7 +31,7 @@ app = typer.Typer(
 )
 org_app = typer.Typer(help="Declare organizations: accepted domains, networks, connectors.",
                       no_args_is_help=True)
-token_app = typer.Typer(help="API tokens that scope GraphQL requests to one organization.",
+token_app = typer.Typer(help="API tokens that scope requests to one organization, with a role.",
                         no_args_is_help=True)
 ingest_app = typer.Typer(help="Load mail server logs into message facts and daily rollups.",
                          no_args_is_help=True)
@@ -157,7 +158,10 @@ def org_apply(
 
 @token_app.command("create")
 def token_create(
-    org: Annotated[str, typer.Option("--org", help="Organization the token reads.")],
+    org: Annotated[str, typer.Option("--org", help="Organization the token belongs to.")],
+    role: Annotated[TokenRole, typer.Option(
+        help="viewer reads reports; admin also manages the organization; "
+             "ingest only pushes message facts to POST /ingest.")] = TokenRole.VIEWER,
     description: Annotated[str, typer.Option(help="What the token is for.")] = "",
     expires_in_days: Annotated[int | None, typer.Option(
         min=1, max=36500, help="Days until the token expires; never by default.")] = None,
@@ -179,7 +183,8 @@ def token_create(
         async with pool.acquire() as connection:
             organization_id = await _organization_id(connection, org)
             token: str = await create_token(connection, organization_id,
-                                            description=description, expires_at=expires_at)
+                                            description=description, expires_at=expires_at,
+                                            role=role)
             return token
 
     typer.echo(_run(lambda: _with_database(work)))
@@ -195,11 +200,11 @@ def token_list(
     async def work(pool: Any) -> None:
         async with pool.acquire() as connection:
             tokens = await list_tokens(connection, await _organization_id(connection, org))
-        typer.echo("id\tcreated\texpires\trevoked\tlast used\tdescription")
+        typer.echo("id\trole\tcreated\texpires\trevoked\tlast used\tdescription")
         for token in tokens:
             cells = (token.created_at, token.expires_at, token.revoked_at, token.last_used_at)
             when = "\t".join(cell.isoformat(timespec="seconds") if cell else "-" for cell in cells)
-            typer.echo(f"{token.id}\t{when}\t{token.description}")
+            typer.echo(f"{token.id}\t{token.role.value}\t{when}\t{token.description}")
 
     _run(lambda: _with_database(work))
 

@@ -1,9 +1,10 @@
--- The organization of the valid token with hash $2 under organization $1; notes its use,
--- at most once a minute so that busy tokens do not turn every request into a write.
+-- The organization and role of the valid token with hash $2 under organization $1; notes its
+-- use, at most once a minute so that busy tokens do not turn every request into a write.
 WITH valid_token AS (
     SELECT
         organization_id,
         id,
+        role,
         last_used_at
     FROM api_tokens
     WHERE organization_id = $1
@@ -23,5 +24,7 @@ noted_use AS (
         )
     RETURNING api_tokens.id
 )
-SELECT organization_id
+SELECT
+    organization_id,
+    role
 FROM valid_token

@@ -1,6 +1,7 @@
 -- The tokens of organization $1, oldest first, without their hashes.
 SELECT
     id,
+    role,
     description,
     created_at,
     expires_at,

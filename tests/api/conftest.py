@@ -16,7 +16,7 @@ from mailflow.api.app import create_app
 from mailflow.api.ids import CONNECTOR, encode_global_id
 from mailflow.domain import ConnectorKind, Direction, TlsVersion
 from mailflow.settings import Settings
-from mailflow.store.tokens import create_token
+from mailflow.store.tokens import TokenRole, create_token
 
 _names = itertools.count()
 
@@ -34,9 +34,9 @@ class Seed:
         )
         return organization_id
 
-    async def token(self, organization_id: int) -> str:
+    async def token(self, organization_id: int, role: TokenRole = TokenRole.VIEWER) -> str:
         async with self.pool.acquire() as connection:
-            return await create_token(connection, organization_id, description="test")
+            return await create_token(connection, organization_id, description="test", role=role)
 
     async def connector(
         self,

@@ -10,7 +10,7 @@ import pytest
 from mailflow.api.app import create_app
 from mailflow.domain import TlsVersion
 from mailflow.settings import Settings
-from mailflow.store.tokens import create_token
+from mailflow.store.tokens import TokenRole, create_token
 
 from .conftest import Api, Seed, global_connector_id
 
@@ -197,3 +197,32 @@ async def test_a_request_with_two_authorization_headers_is_a_bad_request(api: Ap
             "extensions": {"code": "BAD_REQUEST"},
         }]
     }
+
+
+async def test_an_ingest_token_cannot_read_reports(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int
+) -> None:
+    token = await seed.token(organization_id, TokenRole.INGEST)
+
+    response = await client.post(
+        "/graphql", json={"query": QUERY}, headers={"Authorization": f"Bearer {token}"}
+    )
+
+    assert response.status_code == 403
+    (error,) = response.json()["errors"]
+    assert error["extensions"] == {"code": "FORBIDDEN"}
+    assert "ingest role" in error["message"]
+
+
+@pytest.mark.parametrize("role", [TokenRole.VIEWER, TokenRole.ADMIN])
+async def test_viewer_and_admin_tokens_read_reports(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, role: TokenRole
+) -> None:
+    token = await seed.token(organization_id, role)
+
+    response = await client.post(
+        "/graphql", json={"query": QUERY}, headers={"Authorization": f"Bearer {token}"}
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {"data": {"tlsBreakdown": {"total": 0}}}

@@ -9,7 +9,9 @@ import pytest
 from mailflow.errors import MailflowError, UnknownOrganizationError
 from mailflow.store.organizations import ensure_organization
 from mailflow.store.tokens import (
+    Grant,
     InvalidTokenDescriptionError,
+    TokenRole,
     authenticate,
     create_token,
     list_tokens,
@@ -26,7 +28,7 @@ async def test_a_created_token_authenticates_as_its_organization_and_only_its_ha
         organization_id = await authenticate(connection, token)
         row = await connection.fetchrow("SELECT * FROM api_tokens")
 
-    assert organization_id == contoso
+    assert organization_id == Grant(contoso, TokenRole.VIEWER)
     assert token.startswith(f"mf_{contoso}_")
     assert len(token) == len(f"mf_{contoso}_") + 43
     assert row is not None
@@ -43,8 +45,8 @@ async def test_two_tokens_of_one_organization_are_different(pool: asyncpg.Pool) 
         second = await create_token(connection, contoso)
 
         assert first != second
-        assert await authenticate(connection, first) == contoso
-        assert await authenticate(connection, second) == contoso
+        assert await authenticate(connection, first) == Grant(contoso, TokenRole.VIEWER)
+        assert await authenticate(connection, second) == Grant(contoso, TokenRole.VIEWER)
 
 
 async def test_an_expired_token_is_refused(pool: asyncpg.Pool) -> None:
@@ -56,7 +58,7 @@ async def test_an_expired_token_is_refused(pool: asyncpg.Pool) -> None:
             connection, contoso, expires_at=datetime.now(UTC) + timedelta(days=1))
 
         assert await authenticate(connection, expired) is None
-        assert await authenticate(connection, valid) == contoso
+        assert await authenticate(connection, valid) == Grant(contoso, TokenRole.VIEWER)
 
 
 async def test_a_revoked_token_is_refused_and_revoking_twice_reports_nothing_to_do(
@@ -84,7 +86,7 @@ async def test_an_organization_cannot_revoke_another_organizations_token(
         [info] = await list_tokens(connection, contoso)
 
         assert not await revoke_token(connection, fabrikam, info.id)
-        assert await authenticate(connection, token) == contoso
+        assert await authenticate(connection, token) == Grant(contoso, TokenRole.VIEWER)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +127,7 @@ async def test_a_token_presented_under_another_organizations_id_is_refused(
         secret = token.removeprefix(f"mf_{contoso}_")
 
         assert await authenticate(connection, f"mf_{fabrikam}_{secret}") is None
-        assert await authenticate(connection, token) == contoso
+        assert await authenticate(connection, token) == Grant(contoso, TokenRole.VIEWER)
 
 
 async def test_last_use_is_recorded_at_most_once_a_minute(pool: asyncpg.Pool) -> None:
@@ -214,3 +216,24 @@ async def test_a_description_of_up_to_200_printable_characters_is_kept(
         [info] = await list_tokens(connection, contoso)
 
     assert info.description == description
+
+
+@pytest.mark.parametrize("role", list(TokenRole))
+async def test_a_token_grants_the_role_it_was_created_with_and_lists_it(
+    pool: asyncpg.Pool, role: TokenRole,
+) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        token = await create_token(connection, contoso, role=role)
+
+        assert await authenticate(connection, token) == Grant(contoso, role)
+        assert [info.role for info in await list_tokens(connection, contoso)] == [role]
+
+
+async def test_the_database_refuses_a_role_it_does_not_know(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection:
+        contoso = await ensure_organization(connection, "contoso")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await connection.execute(
+                "INSERT INTO api_tokens (organization_id, token_hash, role) "
+                "VALUES ($1, 'x', 'owner')", contoso)

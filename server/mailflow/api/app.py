@@ -19,7 +19,13 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types import ExecutionResult
 
-from mailflow.api.auth import UnauthenticatedError, organization_of, unauthenticated_response
+from mailflow.api.auth import (
+    ForbiddenError,
+    UnauthenticatedError,
+    forbidden_response,
+    organization_of,
+    unauthenticated_response,
+)
 from mailflow.api.body import (
     RequestError,
     bounded,
@@ -117,6 +123,8 @@ class GraphQLEndpoint:
             response = await self._answer(request, request_id)
         except UnauthenticatedError as error:
             response = unauthenticated_response(error)
+        except ForbiddenError as error:
+            response = forbidden_response(error)
         except RequestError as error:
             response = JSONResponse(
                 error_body(str(error), error.code), status_code=error.status_code

@@ -1,4 +1,4 @@
-"""Who is asking: the organization of the bearer token, or the demo organization without one."""
+"""Who is asking: the organization and role of the bearer token, or the demo organization."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 from mailflow.api.errors import error_body
 from mailflow.errors import MailflowError
 from mailflow.store.connection import Connection
-from mailflow.store.tokens import authenticate
+from mailflow.store.tokens import Grant, TokenRole, authenticate
 
 MISSING_TOKEN = "Bearer"
 INVALID_TOKEN = 'Bearer error="invalid_token"'
@@ -26,6 +26,13 @@ class UnauthenticatedError(MailflowError):
         self.challenge = challenge
 
 
+class ForbiddenError(MailflowError):
+    """A valid token whose role does not allow what the request asks."""
+
+    code = "FORBIDDEN"
+    status_code = 403
+
+
 class RepeatedAuthorizationError(UnauthenticatedError):
     """The request carries several Authorization headers, so whose request it is is unclear."""
 
@@ -36,10 +43,26 @@ class RepeatedAuthorizationError(UnauthenticatedError):
 async def organization_of(
     request: Request, connection: Connection, *, demo_organization_id: int | None
 ) -> int:
-    """The id of the organization the request is scoped to; UnauthenticatedError if none.
+    """The id of the organization whose reports the request reads; UnauthenticatedError if
+    none, ForbiddenError for a token that may not read reports (an ingest token)."""
+    grant = await grant_of(request, connection, demo_organization_id=demo_organization_id)
+    if not grant.role.reads_reports:
+        raise ForbiddenError(
+            f"this token has the {grant.role.value} role, which only pushes message facts to "
+            "POST /ingest; read reports with a viewer or admin token "
+            "('mailflow token create --role viewer')"
+        )
+    return grant.organization_id
 
-    A request without an Authorization header reads the demo organization when there is
-    one; a header that is present must hold a valid token, demo or not, and be the only one.
+
+async def grant_of(
+    request: Request, connection: Connection, *, demo_organization_id: int | None
+) -> Grant:
+    """What the request's token grants; UnauthenticatedError if it has no valid one.
+
+    A request without an Authorization header reads the demo organization (as a viewer) when
+    there is one; a header that is present must hold a valid token, demo or not, and be the
+    only one.
     """
     headers = request.headers.getlist("authorization")
     if len(headers) > 1:
@@ -51,7 +74,7 @@ async def organization_of(
     header = headers[0] if headers else None
     if header is None:
         if demo_organization_id is not None:
-            return demo_organization_id
+            return Grant(demo_organization_id, TokenRole.VIEWER)
         raise UnauthenticatedError(
             "authentication required: send the header 'Authorization: Bearer <token>' "
             "with a token from 'mailflow token create'"
@@ -64,14 +87,19 @@ async def organization_of(
             "the Authorization header must read 'Bearer <token>'", challenge=INVALID_TOKEN
         )
 
-    organization_id = await authenticate(connection, token)
-    if organization_id is None:
+    grant = await authenticate(connection, token)
+    if grant is None:
         raise UnauthenticatedError(
             "the bearer token is unknown, expired or revoked; create a new one with "
             "'mailflow token create'",
             challenge=INVALID_TOKEN,
         )
-    return organization_id
+    return grant
+
+
+def forbidden_response(error: ForbiddenError) -> JSONResponse:
+    """HTTP 403 with a GraphQL-shaped body."""
+    return JSONResponse(error_body(str(error), error.code), status_code=error.status_code)
 
 
 def unauthenticated_response(error: UnauthenticatedError) -> JSONResponse:

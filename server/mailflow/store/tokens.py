@@ -1,4 +1,7 @@
-"""API tokens: each scopes GraphQL requests to one organization.
+"""API tokens: each scopes requests to one organization, with a role.
+
+A ``viewer`` token reads reports, an ``admin`` token reads them too and manages the
+organization, an ``ingest`` token only pushes message facts to ``POST /ingest``.
 
 A token reads ``mf_<organization id>_<secret>``. Only the SHA-256 of the whole
 token is stored, so a leaked table grants nothing; a request is authenticated
@@ -8,6 +11,7 @@ index lookup and needs no constant-time comparison of secrets.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import secrets
 import unicodedata
@@ -37,11 +41,32 @@ class InvalidTokenDescriptionError(MailflowError, ValueError):
     code = "INVALID_TOKEN_DESCRIPTION"
 
 
+class TokenRole(enum.Enum):
+    """What a token may do."""
+
+    VIEWER = "viewer"
+    ADMIN = "admin"
+    INGEST = "ingest"
+
+    @property
+    def reads_reports(self) -> bool:
+        return self is not TokenRole.INGEST
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a valid token grants: an organization and a role."""
+
+    organization_id: int
+    role: TokenRole
+
+
 @dataclass(frozen=True, slots=True)
 class TokenInfo:
     """What is known about a token without its secret."""
 
     id: int
+    role: TokenRole
     description: str
     created_at: datetime
     expires_at: datetime | None
@@ -57,6 +82,7 @@ def token_hash(token: str) -> bytes:
 async def create_token(
     connection: Connection, organization_id: int, *,
     description: str = "", expires_at: datetime | None = None,
+    role: TokenRole = TokenRole.VIEWER,
 ) -> str:
     """A new token for the organization; it is shown once and only its hash is kept.
 
@@ -69,7 +95,8 @@ async def create_token(
     token = f"{PREFIX}{organization_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
     try:
         await connection.execute(
-            query("token_create"), organization_id, token_hash(token), description, expires_at
+            query("token_create"), organization_id, token_hash(token), description, expires_at,
+            role.value,
         )
     except asyncpg.ForeignKeyViolationError:
         raise UnknownOrganizationError(
@@ -95,16 +122,18 @@ def check_token_description(description: str) -> None:
             )
 
 
-async def authenticate(connection: Connection, token: str) -> int | None:
-    """The organization id of a valid, unexpired, unrevoked token, else None (never raises for
-    a malformed token). Records when the token was last used, at most once a minute."""
+async def authenticate(connection: Connection, token: str) -> Grant | None:
+    """What a valid, unexpired, unrevoked token grants, else None (never raises for a
+    malformed token). Records when the token was last used, at most once a minute."""
     organization_id = organization_of(token)
     if organization_id is None:
         return None
-    found: int | None = await connection.fetchval(
+    row = await connection.fetchrow(
         query("token_authenticate"), organization_id, token_hash(token)
     )
-    return found
+    if row is None:
+        return None
+    return Grant(row["organization_id"], TokenRole(row["role"]))
 
 
 def organization_of(token: str) -> int | None:
@@ -129,7 +158,7 @@ def organization_of(token: str) -> int | None:
 async def list_tokens(connection: Connection, organization_id: int) -> list[TokenInfo]:
     """The organization's tokens, oldest first, revoked and expired ones included."""
     rows = await connection.fetch(query("token_list"), organization_id)
-    return [TokenInfo(**dict(row)) for row in rows]
+    return [TokenInfo(**{**dict(row), "role": TokenRole(row["role"])}) for row in rows]
 
 
 async def revoke_token(connection: Connection, organization_id: int, token_id: int) -> bool:
