@@ -251,6 +251,22 @@ def ingest_postfix(
     _ingest(org, files, postfix_format(year))
 
 
+@ingest_app.command("ndjson")
+def ingest_ndjson(files: FilesArgument, org: OrgOption) -> None:
+    """Load message facts in mailflow's record format as newline-delimited JSON."""
+    from mailflow.ingest.run import records_format
+
+    _ingest(org, files, records_format("ndjson"))
+
+
+@ingest_app.command("csv")
+def ingest_csv(files: FilesArgument, org: OrgOption) -> None:
+    """Load message facts in mailflow's record format as CSV, a header line first."""
+    from mailflow.ingest.run import records_format
+
+    _ingest(org, files, records_format("csv"))
+
+
 def _ingest(org: str, files: list[str], log_format: Any) -> None:
     """Load ``files`` in ``log_format`` (a mailflow.ingest.run.LogFormat) into ``org``."""
     from mailflow.ingest.run import ingest_files
@@ -263,13 +279,13 @@ def _ingest(org: str, files: list[str], log_format: Any) -> None:
             typer.echo(f"mailflow: error: {name}: {problem}", err=True)
             raise typer.Exit(2)
 
-    async def work(pool: Any) -> list[str]:
+    async def work(pool: Any) -> bool:
         report, _ = await ingest_files(pool, org, files, log_format,
                                        progress=sys.stdout.isatty())
-        return report.problems
+        return bool(report.problems or report.rejections)
 
     if _run(lambda: _with_database(work)):
-        raise typer.Exit(1)  # the summary has listed the files that could not be read
+        raise typer.Exit(1)  # the summary has listed unreadable files or rejected records
 
 
 @app.command()

@@ -46,6 +46,8 @@ class MessageFact:
     A parser fills everything except ``connector_id``, which classification
     assigns from the organization's connectors (``None`` is "no connector").
     ``source_key`` is stable for the same input, so loading twice changes nothing.
+    ``routes`` are the names the source itself gave the route (a router, transport or
+    connector name); a connector of that name, or listing it, is chosen first.
     """
 
     source_key: str
@@ -61,6 +63,7 @@ class MessageFact:
     size_bytes: int
     status: DeliveryStatus
     connector_id: int | None = field(default=None)
+    routes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,10 @@ class IngestReport:
     ``first_fact_at`` and ``last_fact_at`` span the facts found.
     ``assumed_year`` is the year taken for time stamps that carry none when the
     caller gave no year. ``problems`` names files that could not be read to the
-    end, and why; ``unrecognized_files`` those with lines but none recognized.
+    end, and why; ``unrecognized_files`` those with lines but none recognized;
+    ``rejections`` the records of mailflow's own format that were not loaded, and why;
+    ``current_file`` the file being read and ``files_started`` its place in the list, when
+    the lines of several files form one stream.
     """
 
     lines: int = 0
@@ -34,6 +37,9 @@ class IngestReport:
     assumed_year: int | None = None
     problems: list[str] = field(default_factory=list)
     unrecognized_files: list[str] = field(default_factory=list)
+    rejections: list[str] = field(default_factory=list)
+    current_file: str | None = None
+    files_started: int = 0
 
     def skip(self, kind: str) -> None:
         """Count one unusable line of the given kind."""

@@ -19,6 +19,7 @@ import asyncpg
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from mailflow.domain import MessageFact
+from mailflow.ingest.canonical import REJECTED, record_parser
 from mailflow.ingest.classify import load_boundary_policy, load_classifier
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE, LoadResult, load_facts
@@ -34,6 +35,8 @@ from mailflow.ingest.sources import (
 from mailflow.store.organizations import ensure_organization
 
 log = logging.getLogger("mailflow.ingest")
+
+SHOWN_REJECTIONS = 20
 
 
 class LogParser(Protocol):
@@ -60,6 +63,11 @@ class LogFormat:
 def postfix_format(year: int | None) -> LogFormat:
     """Postfix syslog lines; ``year`` is that of the first line when time stamps carry none."""
     return LogFormat("Postfix", partial(parse_postfix, year=year))
+
+
+def records_format(kind: str) -> LogFormat:
+    """mailflow's own records, ``ndjson`` or ``csv`` (see mailflow.ingest.canonical)."""
+    return LogFormat(kind.upper(), record_parser(kind))
 
 
 async def ingest_postfix_files(
@@ -134,6 +142,8 @@ def _read_files(
         report.skip(LINE_TOO_LONG)
 
     for name in files:
+        report.current_file = display_name(name)
+        report.files_started += 1
         recognized = report.recognized_lines
         lines = yield from read_log(
             name, on_problem=report.problems.append, advance=advance, on_long_line=long_line
@@ -160,6 +170,12 @@ def _summary(
     if report.unrecognized_files:
         lines.append(f"warning: no {log_format.name} log lines found in "
                      f"{', '.join(report.unrecognized_files)}: is this a {log_format.name} log?")
+    if report.rejections:
+        rejected = report.skipped[REJECTED]
+        lines.append(f"{plural(rejected, 'record')} rejected:")
+        lines.extend(f"  {rejection}" for rejection in report.rejections[:SHOWN_REJECTIONS])
+        if rejected > SHOWN_REJECTIONS:
+            lines.append(f"  ... and {rejected - SHOWN_REJECTIONS} more")
     if report.problems:
         lines.append(f"error: {len(report.problems)} file(s) could not be read to the end:")
         lines.extend(f"  {problem}" for problem in report.problems)

@@ -1,0 +1,367 @@
+"""mailflow's own record format: message facts as newline-delimited JSON or CSV, version 1.
+
+Any log shipper, script or mail server that mailflow has no parser for sends message facts
+in this format, to ``mailflow ingest ndjson|csv`` or ``POST /ingest``. One record is one
+message crossing the boundary in one direction; its fields are the message fact's, by name:
+
+=================  ========  ====================================================
+field              required  value
+=================  ========  ====================================================
+source_key         yes       unique within the organization for this message and
+                             direction; the same record sent twice is stored once
+occurred_at        yes       ISO 8601 time with a UTC offset or ``Z``
+direction          yes       ``INBOUND`` or ``OUTBOUND``
+tls_version        no        ``NONE``, ``TLS1_0``, ``TLS1_1``, ``TLS1_2``, ``TLS1_3``
+                             or ``UNKNOWN`` (default); OpenSSL's ``TLSv1.2`` too
+tls_cipher         no        cipher name
+peer_host          no        host name of the other side of the hop
+peer_ip            no        IPv4 or IPv6 address of the other side of the hop
+sender_domain      no        domain of the envelope sender
+recipient_domains  no        list of recipient domains (CSV: separated by spaces)
+recipients         no        recipient count (default: 1)
+size_bytes         no        message size (default: 0)
+status             no        ``RECEIVED`` or ``DELIVERED`` (default: by direction)
+connector          no        name of the connector the message used; when it names
+                             one of the organization's connectors, that connector
+                             is chosen, otherwise the connector rules decide
+version            no        ``1``, the version of this format (default)
+=================  ========  ====================================================
+
+Names of enumerations are read in any letter case; domains and host names are stored in
+lower case. A field not in the table, a missing required field or a bad value rejects
+the record, naming its line and what would be accepted; the other records still load.
+In CSV, the first line names the columns, in any order, and a record is one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
+from mailflow.ingest.network import BoundaryPolicy
+from mailflow.ingest.report import IngestReport
+from mailflow.store.facts import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
+
+FORMAT_VERSION = 1
+FIELDS = (
+    "source_key", "occurred_at", "direction", "tls_version", "tls_cipher", "peer_host",
+    "peer_ip", "sender_domain", "recipient_domains", "recipients", "size_bytes", "status",
+    "connector", "version",
+)
+REQUIRED = ("source_key", "occurred_at", "direction")
+MAX_TEXT_LENGTH = 255  # host names, domains, cipher and connector names
+MAX_RECIPIENT_DOMAINS = 1000
+MAX_REJECTIONS_LISTED = 1000
+REJECTED = "rejected record"
+
+E = TypeVar("E")
+
+_TLS_SPELLINGS = {
+    **{version.value: version for version in TlsVersion},
+    "TLSV1": TlsVersion.TLS1_0,
+    "TLSV1.0": TlsVersion.TLS1_0,
+    "TLSV1.1": TlsVersion.TLS1_1,
+    "TLSV1.2": TlsVersion.TLS1_2,
+    "TLSV1.3": TlsVersion.TLS1_3,
+}
+_DEFAULT_STATUS = {Direction.INBOUND: DeliveryStatus.RECEIVED,
+                   Direction.OUTBOUND: DeliveryStatus.DELIVERED}
+
+
+class RejectedRecord(ValueError):
+    """A record that cannot be a message fact; the text says which value and what is accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record that was not loaded: its line number in the input and why."""
+
+    line: int
+    reason: str
+
+
+class RecordReader:
+    """Reads records of one input, line by line; NDJSON, or CSV after its header line.
+
+    ``read(number, line)`` returns the fact of a record line, None for a blank line or the
+    CSV header, and raises RejectedRecord for a line that is not a usable record.
+    """
+
+    def __init__(self, kind: str) -> None:
+        if kind not in ("ndjson", "csv"):
+            raise ValueError(f"the record format is 'ndjson' or 'csv', not {kind!r}")
+        self.kind = kind
+        self.columns: tuple[str, ...] | None = None
+
+    def read(self, number: int, line: str) -> MessageFact | None:
+        if not line.strip():
+            return None
+        if self.kind == "ndjson":
+            return fact_from_record(_json_object(line))
+        if self.columns is None:
+            self.columns = _csv_header(line)
+            return None
+        return fact_from_record(_csv_record(self.columns, line))
+
+
+def parse_records(
+    lines: Iterable[str], kind: str, report: IngestReport,
+    on_rejection: Callable[[Rejection], None],
+) -> Iterator[MessageFact]:
+    """The facts of the record lines, in order; each rejected record is counted in ``report``
+    and handed to ``on_rejection``.
+
+    Line numbers, and for CSV the header, start again with each file when the lines of
+    several files are read as one stream (``report.files_started`` counts them).
+    """
+    reader, number, file = RecordReader(kind), 0, report.files_started
+    for line in lines:
+        if report.files_started != file:
+            reader, number, file = RecordReader(kind), 0, report.files_started
+        number += 1
+        report.lines += 1
+        try:
+            fact = reader.read(number, line)
+        except RejectedRecord as error:
+            report.skip(REJECTED)
+            on_rejection(Rejection(number, str(error)))
+            continue
+        report.recognized_lines += 1
+        if fact is not None:
+            report.found(fact.occurred_at)
+            yield fact
+
+
+def record_parser(kind: str) -> Callable[..., Iterator[MessageFact]]:
+    """A LogParser (see mailflow.ingest.run) for files of records; rejections are listed in
+    ``report.rejections`` up to MAX_REJECTIONS_LISTED, then only counted."""
+
+    def parse(
+        lines: Iterable[str], *, policy: BoundaryPolicy, reference_time: datetime | None,
+        report: IngestReport,
+    ) -> Iterator[MessageFact]:
+        def note(rejection: Rejection) -> None:
+            if len(report.rejections) < MAX_REJECTIONS_LISTED:
+                where = f"{report.current_file}, " if report.current_file else ""
+                report.rejections.append(f"{where}line {rejection.line}: {rejection.reason}")
+
+        return parse_records(lines, kind, report, note)
+
+    return parse
+
+
+def fact_from_record(record: Mapping[str, Any]) -> MessageFact:
+    """The message fact a record describes; RejectedRecord naming the first bad field."""
+    unknown = [name for name in record if name not in FIELDS]
+    if unknown:
+        raise RejectedRecord(
+            f"unknown field {unknown[0][:60]!r}; the fields of format version "
+            f"{FORMAT_VERSION} are {', '.join(FIELDS)}"
+        )
+    for name in REQUIRED:
+        if record.get(name) in (None, ""):
+            raise RejectedRecord(f"{name} is missing; every record needs {', '.join(REQUIRED)}")
+    version = _count(record, "version", default=FORMAT_VERSION, maximum=2**31)
+    if version != FORMAT_VERSION:
+        raise RejectedRecord(
+            f"version {version} is not a format this server reads; it reads version "
+            f"{FORMAT_VERSION}"
+        )
+
+    direction = _choice(record, "direction", Direction.__members__, Direction.INBOUND)
+    recipient_domains = _domains(record)
+    connector = _text(record, "connector", lower=False)
+    return MessageFact(
+        source_key=_source_key(record),
+        occurred_at=_time(record),
+        direction=direction,
+        tls_version=_tls_version(record),
+        tls_cipher=_text(record, "tls_cipher", lower=False),
+        peer_host=_text(record, "peer_host"),
+        peer_ip=_address(record),
+        sender_domain=_text(record, "sender_domain"),
+        recipient_domains=recipient_domains,
+        recipients=_count(record, "recipients", default=1, maximum=MAX_RECIPIENTS),
+        size_bytes=_count(record, "size_bytes", default=0, maximum=MAX_SIZE_BYTES),
+        status=_choice(record, "status", DeliveryStatus.__members__, _DEFAULT_STATUS[direction]),
+        routes=(connector,) if connector else (),
+    )
+
+
+def _json_object(line: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise RejectedRecord(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise RejectedRecord(
+            f"a record is a JSON object, not {type(value).__name__} "
+            f"({line.strip()[:40]!r})"
+        )
+    return value
+
+
+def _csv_header(line: str) -> tuple[str, ...]:
+    columns = tuple(name.strip() for name in next(csv.reader([line])))
+    unknown = [name for name in columns if name not in FIELDS]
+    if unknown:
+        raise RejectedRecord(
+            f"the CSV header names the unknown column {unknown[0][:60]!r}; the first line "
+            f"names the columns, from {', '.join(FIELDS)}"
+        )
+    missing = [name for name in REQUIRED if name not in columns]
+    if missing:
+        raise RejectedRecord(
+            f"the CSV header has no {missing[0]} column; the first line names the columns "
+            f"and must include {', '.join(REQUIRED)}"
+        )
+    if len(set(columns)) != len(columns):
+        raise RejectedRecord("the CSV header names a column twice")
+    return columns
+
+
+def _csv_record(columns: tuple[str, ...], line: str) -> dict[str, Any]:
+    try:
+        values = next(csv.reader([line]))
+    except csv.Error as error:
+        raise RejectedRecord(f"not a CSV record: {error}") from None
+    if len(values) != len(columns):
+        raise RejectedRecord(
+            f"the record has {len(values)} values for the header's {len(columns)} columns"
+        )
+    return {name: value for name, value in zip(columns, values, strict=True) if value != ""}
+
+
+def _source_key(record: Mapping[str, Any]) -> str:
+    key = record["source_key"]
+    if not isinstance(key, str):
+        raise RejectedRecord(f"source_key is a string, not {_shown(key)}")
+    if len(key.encode()) > MAX_SOURCE_KEY_BYTES or "\x00" in key:
+        raise RejectedRecord(
+            f"source_key {key[:40]!r}... is too long or holds NUL; use at most "
+            f"{MAX_SOURCE_KEY_BYTES} bytes of text"
+        )
+    return key
+
+
+def _time(record: Mapping[str, Any]) -> datetime:
+    value = record["occurred_at"]
+    if not isinstance(value, str):
+        raise RejectedRecord(f"occurred_at is an ISO 8601 string, not {_shown(value)}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise RejectedRecord(
+            f"occurred_at {value[:60]!r} is not an ISO 8601 time such as "
+            "'2026-01-27T08:15:00Z'"
+        ) from None
+    if moment.utcoffset() is None:
+        raise RejectedRecord(
+            f"occurred_at {value[:60]!r} has no UTC offset; add one, such as 'Z' or '+01:00'"
+        )
+    return moment
+
+
+def _tls_version(record: Mapping[str, Any]) -> TlsVersion:
+    value = record.get("tls_version")
+    if value is None:
+        return TlsVersion.UNKNOWN
+    version = _TLS_SPELLINGS.get(value.upper()) if isinstance(value, str) else None
+    if version is None:
+        raise RejectedRecord(
+            f"tls_version {_shown(value)} is not one of "
+            f"{', '.join(version.value for version in TlsVersion)}"
+        )
+    return version
+
+
+def _choice(
+    record: Mapping[str, Any], name: str, members: Mapping[str, E], default: E
+) -> E:
+    value = record.get(name)
+    if value is None:
+        return default
+    member = members.get(value.upper()) if isinstance(value, str) else None
+    if member is None:
+        raise RejectedRecord(f"{name} {_shown(value)} is not one of {', '.join(members)}")
+    return member
+
+
+def _text(record: Mapping[str, Any], name: str, *, lower: bool = True) -> str | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RejectedRecord(f"{name} is a string, not {_shown(value)}")
+    _check_text(name, value)
+    return value.lower() if lower else value
+
+
+def _check_text(name: str, value: str) -> None:
+    if len(value) > MAX_TEXT_LENGTH or "\x00" in value:
+        raise RejectedRecord(
+            f"{name} {value[:40]!r}... is too long or holds NUL; use at most "
+            f"{MAX_TEXT_LENGTH} characters"
+        )
+
+
+def _domains(record: Mapping[str, Any]) -> tuple[str, ...]:
+    value = record.get("recipient_domains")
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise RejectedRecord(
+            f"recipient_domains is a list of strings (in CSV, separated by spaces), "
+            f"not {_shown(value)}"
+        )
+    if len(value) > MAX_RECIPIENT_DOMAINS:
+        raise RejectedRecord(
+            f"recipient_domains lists {len(value)} domains; list at most {MAX_RECIPIENT_DOMAINS}"
+        )
+    for domain in value:
+        _check_text("recipient domain", domain)
+    return tuple(dict.fromkeys(domain.lower() for domain in value))
+
+
+def _address(record: Mapping[str, Any]) -> str | None:
+    value = _text(record, "peer_ip")
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise RejectedRecord(
+            f"peer_ip {value[:60]!r} is not an IPv4 or IPv6 address"
+        ) from None
+
+
+def _count(record: Mapping[str, Any], name: str, *, default: int, maximum: int) -> int:
+    value = record.get(name)
+    if value is None:
+        return default
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
+        raise RejectedRecord(
+            f"{name} {_shown(value)} is not a whole number from 0 to {maximum}"
+        )
+    return value
+
+
+def _shown(value: object) -> str:
+    """A bad value as a rejection names it: short, with its JSON type when that is the fault."""
+    if isinstance(value, str):
+        return repr(value[:60])
+    text = orjson.dumps(value).decode()
+    kind = {dict: "an object", list: "a list", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(value), "null")
+    return f"{kind} {text[:60]}"
