@@ -131,4 +131,5 @@ async def test_a_token_is_created_with_the_role_asked_for_and_listed_with_it(
     assert [line.split("\t")[:2] for line in listing.stdout.splitlines()] == [
         ["id", "role"], ["1", "viewer"], ["2", "ingest"]]
     assert refused.returncode == 2
-    assert "'--role'" in refused.stderr and "'owner'" in refused.stderr
+    assert "'--role'" in refused.stderr
+    assert "'owner'" in refused.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
@@ -43,6 +44,7 @@ from mailflow.api.errors import (
     has_code,
 )
 from mailflow.api.graphiql import graphiql_page, graphiql_routes
+from mailflow.api.ingest import IngestEndpoint
 from mailflow.api.schema import schema
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import utc_today
@@ -175,10 +177,12 @@ def create_app(
 ) -> Starlette:
     """The API on ``pool``; without a token, requests read ``demo_organization_id`` if given."""
     endpoint = GraphQLEndpoint(pool, settings, demo_organization_id)
+    ingest = IngestEndpoint(pool)
     return Starlette(
         routes=[
             Route("/", _to_graphql, methods=["GET", "HEAD"]),
             Route("/graphql", endpoint.handle, methods=["GET", "POST"], name="graphql"),
+            Route("/ingest", _identified(ingest.handle), methods=["POST"], name="ingest"),
             *graphiql_routes(),
         ],
         middleware=_cross_origin(settings),
@@ -197,6 +201,20 @@ def _cross_origin(settings: Settings) -> list[Middleware]:
         expose_headers=[REQUEST_ID_HEADER],
         max_age=600,
     )]
+
+
+def _identified(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """``handler`` with a request id in ``request.state`` and in the answer's headers."""
+    async def handle(request: Request) -> Response:
+        request_id = _request_id(request)
+        request.state.request_id = request_id
+        response = await handler(request)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+    return handle
 
 
 async def _to_graphql(request: Request) -> Response:
