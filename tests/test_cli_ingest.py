@@ -147,3 +147,42 @@ async def test_ctrl_c_keeps_the_committed_batches_says_so_and_exits_130(
         "run the same command again to finish (loading is idempotent)"
     )
     assert await stored_facts(database_url) == DEFAULT_BATCH_SIZE
+
+
+def test_ingest_ndjson_stores_good_records_names_rejected_ones_and_exits_1(
+    env: dict[str, str], database_url: str, tmp_path: Path,
+) -> None:
+    good = '{"source_key": "k%d", "occurred_at": "2026-01-27T08:00:00Z", "direction": "INBOUND"}\n'
+    first = tmp_path / "first.ndjson"
+    first.write_text(good % 1 + '{"source_key": "bad"}\n')
+    second = tmp_path / "second.ndjson.gz"
+    second.write_bytes(gzip.compress((good % 2 + "[1]\n").encode()))
+
+    result = subprocess.run(
+        [MAILFLOW, "ingest", "ndjson", "--org", "acme", str(first), str(second)],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert "2 new, 0 already loaded" in result.stderr
+    assert f"{first}, line 2: occurred_at is missing" in result.stderr
+    assert f"{second}, line 2: a record is a JSON object, not list" in result.stderr
+    assert asyncio.run(stored_facts(database_url)) == 2
+
+
+def test_ingest_csv_reads_the_header_of_each_file(
+    env: dict[str, str], database_url: str, tmp_path: Path,
+) -> None:
+    csv = "source_key,occurred_at,direction\n{0},2026-01-27T08:00:00Z,OUTBOUND\n"
+    files = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    files[0].write_text(csv.format("a"))
+    files[1].write_text(csv.format("b"))
+
+    result = subprocess.run(
+        [MAILFLOW, "ingest", "csv", "--org", "acme", *map(str, files)],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "2 new" in result.stderr
+    assert asyncio.run(stored_facts(database_url)) == 2

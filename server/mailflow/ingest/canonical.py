@@ -36,7 +36,6 @@ In CSV, the first line names the columns, in any order, and a record is one line
 from __future__ import annotations
 
 import csv
-import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +44,7 @@ from typing import Any, TypeVar
 import orjson
 
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
+from mailflow.ingest.classify import parse_address
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.report import IngestReport
 from mailflow.store.facts import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
@@ -56,6 +56,7 @@ FIELDS = (
     "connector", "version",
 )
 REQUIRED = ("source_key", "occurred_at", "direction")
+_FIELD_SET = frozenset(FIELDS)
 MAX_TEXT_LENGTH = 255  # host names, domains, cipher and connector names
 MAX_RECIPIENT_DOMAINS = 1000
 MAX_REJECTIONS_LISTED = 1000
@@ -159,8 +160,8 @@ def record_parser(kind: str) -> Callable[..., Iterator[MessageFact]]:
 
 def fact_from_record(record: Mapping[str, Any]) -> MessageFact:
     """The message fact a record describes; RejectedRecord naming the first bad field."""
-    unknown = [name for name in record if name not in FIELDS]
-    if unknown:
+    if not _FIELD_SET.issuperset(record):
+        unknown = [name for name in record if name not in _FIELD_SET]
         raise RejectedRecord(
             f"unknown field {unknown[0][:60]!r}; the fields of format version "
             f"{FORMAT_VERSION} are {', '.join(FIELDS)}"
@@ -336,12 +337,9 @@ def _address(record: Mapping[str, Any]) -> str | None:
     value = _text(record, "peer_ip")
     if value is None:
         return None
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise RejectedRecord(
-            f"peer_ip {value[:60]!r} is not an IPv4 or IPv6 address"
-        ) from None
+    if parse_address(value) is None:
+        raise RejectedRecord(f"peer_ip {value[:60]!r} is not an IPv4 or IPv6 address")
+    return value
 
 
 def _count(record: Mapping[str, Any], name: str, *, default: int, maximum: int) -> int:
