@@ -251,6 +251,14 @@ def ingest_postfix(
     _ingest(org, files, postfix_format(year))
 
 
+@ingest_app.command("exim")
+def ingest_exim(files: FilesArgument, org: OrgOption) -> None:
+    """Load Exim main logs: one fact per message crossing the boundary, rollups refreshed."""
+    from mailflow.ingest.run import exim_format
+
+    _ingest(org, files, exim_format())
+
+
 @ingest_app.command("ndjson")
 def ingest_ndjson(files: FilesArgument, org: OrgOption) -> None:
     """Load message facts in mailflow's record format as newline-delimited JSON."""

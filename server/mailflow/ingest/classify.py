@@ -259,7 +259,8 @@ def _min_rank(ranks: Iterable[Rank | None]) -> Rank | None:
 async def load_boundary_policy(
     connection: Connection, organization_id: int
 ) -> BoundaryPolicy:
-    """The boundary policy of an organization: the default internal networks plus its own.
+    """The boundary policy of an organization: the default internal networks plus its own,
+    and the routes of its outbound connectors.
 
     Declared networks add to the defaults (loopback, private and link-local
     ranges) rather than replacing them, so a content filter that re-injects
@@ -268,4 +269,10 @@ async def load_boundary_policy(
     declared = await load_internal_networks(connection, organization_id)
     networks = list(DEFAULT_INTERNAL_NETWORKS)
     networks.extend(network for network in declared if network not in networks)
-    return BoundaryPolicy(tuple(networks))
+    routes = frozenset(
+        route.casefold()
+        for connector in await load_connectors(connection, organization_id)
+        if connector.direction is Direction.OUTBOUND
+        for route in connector.routes
+    )
+    return BoundaryPolicy(tuple(networks), outbound_routes=routes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -41,9 +41,15 @@ class BoundaryPolicy:
     Clients and relays in ``internal_networks`` are internal hops: mail from or
     to them does not cross the boundary. Every other address is external,
     including special ranges that are neither private, loopback nor link-local.
+
+    ``outbound_routes`` are the route names (lower case) that the organization's
+    outbound connectors select by: mail a source says left over one of them crossed
+    the boundary even when the next hop is internal, such as a smart host or a site
+    reached over a VPN that relays it on.
     """
 
     internal_networks: tuple[Network, ...] = DEFAULT_INTERNAL_NETWORKS
+    outbound_routes: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
     def from_cidrs(cls, cidrs: Iterable[str]) -> BoundaryPolicy:
@@ -65,3 +71,7 @@ class BoundaryPolicy:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self.internal_networks)
+
+    def is_outbound_route(self, routes: Iterable[str]) -> bool:
+        """Whether any of ``routes`` is a route of an outbound connector (case-insensitive)."""
+        return any(route.casefold() in self.outbound_routes for route in routes)
