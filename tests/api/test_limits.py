@@ -26,7 +26,7 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding=
 EVERY_REPORT_OF_EVERY_CONNECTOR = f"""{{
   connectors {{
     id name direction kind requireTls
-    senderDomains recipientDomains clientIps smartHosts tlsCertNames
+    senderDomains recipientDomains clientIps smartHosts tlsCertNames routes
     volume({NINETY_DAYS}) {{ date messages recipients bytes byTls {{ version messages }} }}
     tlsBreakdown({NINETY_DAYS}) {{ total versions {{ version messages percent }} }}
     insights({NINETY_DAYS}) {{ kind value threshold messages start end }}
