@@ -117,11 +117,11 @@ def test_deferrals_and_failures_do_not_count_and_a_deferred_delivery_counts_once
     assert (fact.recipients, fact.tls_version) == (1, TlsVersion.TLS1_3)
 
 
-def test_a_delivery_whose_arrival_is_not_in_the_log_still_counts() -> None:
+def test_a_delivery_whose_arrival_is_not_in_the_log_still_counts_with_its_f_sender() -> None:
     fact = by_key(parse("outbound.log")[0])[
         "exim:1lGmdD-0004dE-Fg:out:mx.example.org[198.51.100.25]"]
 
-    assert (fact.sender_domain, fact.size_bytes, fact.recipients) == (None, 0, 1)
+    assert (fact.sender_domain, fact.size_bytes, fact.recipients) == ("example.com", 0, 1)
 
 
 def test_an_internal_relay_is_outbound_only_over_a_route_an_outbound_connector_lists() -> None:

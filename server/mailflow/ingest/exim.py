@@ -15,7 +15,8 @@ message id; the second word says what happened:
   host outside the internal networks, or over a route an outbound connector lists
   (``routes``: a smart host or a site behind a VPN that relays it on). One fact per
   message and relay, counting its recipients, at the first delivery to it, with
-  ``routes=(router, transport)`` so that connectors can select it by route.
+  ``routes=(router, transport)`` so that connectors can select it by route. The sender
+  is the arrival's, or the ``F=`` of the delivery when the arrival is not in the log.
   Local deliveries (no ``H=``, or a local transport: appendfile, pipe, LMTP) are not.
 - ``==`` deferrals, ``**`` failures and ``*>`` suppressed deliveries never count; a
   deferred recipient delivered later counts once, by its ``=>`` line.
@@ -133,6 +134,8 @@ class _EximReader:
         self._messages: dict[str, _Message] = {}
         self._internal: dict[str, bool | None] = {}
         self._next_sweep = _EARLIEST
+        self._stamp: str | None = None
+        self._stamp_time = _EARLIEST
         self._ready: list[MessageFact] = []
 
     def stream(self, lines: Iterable[str]) -> Iterator[MessageFact]:
@@ -236,6 +239,8 @@ class _EximReader:
         self, message: _Message, at: datetime, marker: str, address: str, fields_text: str
     ) -> None:
         fields = _fields(fields_text)
+        if message.arrived_at is None and fields.get("F"):  # log_selector +sender_on_delivery
+            message.sender_domain = _domain(fields["F"])
         if marker == "->" and "H" not in fields and message.relay is not None:
             # the short form: another recipient of the delivery the => line before logged
             message.deliveries[message.relay].recipients.add(address.lower())
@@ -268,6 +273,15 @@ class _EximReader:
     # shared steps
 
     def _time(self, match: re.Match[str]) -> datetime | None:
+        stamp = match[0]
+        if stamp == self._stamp:  # lines come in bursts within one second
+            return self._stamp_time
+        at = self._parse_time(match)
+        if at is not None:
+            self._stamp, self._stamp_time = stamp, at
+        return at
+
+    def _parse_time(self, match: re.Match[str]) -> datetime | None:
         year, month, day, hour, minute, second, fraction, sign, zone_h, zone_m = match.groups()
         try:
             zone = UTC
