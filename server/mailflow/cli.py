@@ -251,6 +251,14 @@ def ingest_postfix(
     _ingest(org, files, postfix_format(year))
 
 
+@ingest_app.command("exchange")
+def ingest_exchange(files: FilesArgument, org: OrgOption) -> None:
+    """Load Exchange Server message tracking logs: boundary mail by connector, rollups refreshed."""
+    from mailflow.ingest.run import exchange_format
+
+    _ingest(org, files, exchange_format())
+
+
 @ingest_app.command("ndjson")
 def ingest_ndjson(files: FilesArgument, org: OrgOption) -> None:
     """Load message facts in mailflow's record format as newline-delimited JSON."""

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from mailflow.domain import MessageFact
 from mailflow.ingest.canonical import REJECTED, record_parser
 from mailflow.ingest.classify import load_boundary_policy, load_classifier
+from mailflow.ingest.exchange import parse_exchange
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE, LoadResult, load_facts
 from mailflow.ingest.postfix import parse_postfix
@@ -63,6 +64,11 @@ class LogFormat:
 def postfix_format(year: int | None) -> LogFormat:
     """Postfix syslog lines; ``year`` is that of the first line when time stamps carry none."""
     return LogFormat("Postfix", partial(parse_postfix, year=year))
+
+
+def exchange_format() -> LogFormat:
+    """Exchange Server message tracking logs (CSV under #Fields: header lines)."""
+    return LogFormat("Exchange message tracking", parse_exchange)
 
 
 def records_format(kind: str) -> LogFormat:
