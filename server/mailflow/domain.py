@@ -72,7 +72,9 @@ class Connector:
 
     Inbound connectors match by sender domain, client IP range (CIDR) or client
     TLS certificate name; outbound ones by recipient domain or smart host.
-    Domains may start with ``*.`` to match any subdomain.
+    Domains may start with ``*.`` to match any subdomain. Either direction also
+    matches by route: a fact whose ``routes`` hold the connector's name or one of
+    its ``routes`` (compared without regard to case) took this connector.
     """
 
     id: int
@@ -85,3 +87,4 @@ class Connector:
     smart_hosts: tuple[str, ...] = ()
     tls_cert_names: tuple[str, ...] = ()
     require_tls: bool = False
+    routes: tuple[str, ...] = ()

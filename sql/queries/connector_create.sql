@@ -1,4 +1,4 @@
--- Create a connector of organization $1 with the columns $2 to $10; return its id.
+-- Create a connector of organization $1 with the columns $2 to $11; return its id.
 INSERT INTO connectors (
     organization_id,
     name,
@@ -9,7 +9,8 @@ INSERT INTO connectors (
     client_ips,
     smart_hosts,
     tls_cert_names,
-    require_tls
+    require_tls,
+    routes
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING id

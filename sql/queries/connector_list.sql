@@ -9,7 +9,8 @@ SELECT
     client_ips,
     smart_hosts,
     tls_cert_names,
-    require_tls
+    require_tls,
+    routes
 FROM connectors
 WHERE organization_id = $1
 ORDER BY name

@@ -13,7 +13,7 @@ CONNECTOR = """
 query Connector($id: ID!) {
     connector(id: $id) {
         id name direction kind requireTls
-        senderDomains recipientDomains clientIps smartHosts tlsCertNames
+        senderDomains recipientDomains clientIps smartHosts tlsCertNames routes
     }
 }
 """
@@ -42,7 +42,7 @@ async def test_a_connector_is_found_by_its_global_id_with_all_its_fields(
     )
     await seed.pool.execute(
         "UPDATE connectors SET client_ips = '{192.0.2.0/24}', "
-        "tls_cert_names = '{mx.partner.example}'"
+        "tls_cert_names = '{mx.partner.example}', routes = '{partner_in}'"
     )
 
     connector = (await api.data(CONNECTOR, {"id": global_connector_id(connector_id)}))["connector"]
@@ -58,6 +58,7 @@ async def test_a_connector_is_found_by_its_global_id_with_all_its_fields(
         "clientIps": ["192.0.2.0/24"],
         "smartHosts": [],
         "tlsCertNames": ["mx.partner.example"],
+        "routes": ["partner_in"],
     }
     assert base64.b64decode(connector["id"]) == f"Connector:{connector_id}".encode()
 

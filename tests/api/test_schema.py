@@ -57,7 +57,7 @@ def test_the_schema_has_the_query_fields_front_ends_use() -> None:
     ]
     assert list(schema._schema.type_map["Connector"].fields) == [  # type: ignore[union-attr]
         "id", "name", "direction", "kind", "requireTls", "senderDomains", "recipientDomains",
-        "clientIps", "smartHosts", "tlsCertNames", "volume", "tlsBreakdown", "insights",
+        "clientIps", "smartHosts", "tlsCertNames", "routes", "volume", "tlsBreakdown", "insights",
     ]
 
 

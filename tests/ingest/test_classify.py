@@ -24,24 +24,27 @@ def connector(
     name: str, direction: Direction = INBOUND, *, sender_domains: tuple[str, ...] = (),
     recipient_domains: tuple[str, ...] = (), client_ips: tuple[str, ...] = (),
     smart_hosts: tuple[str, ...] = (), tls_cert_names: tuple[str, ...] = (),
+    routes: tuple[str, ...] = (),
 ) -> Connector:
     return Connector(
         id=next(_ids), name=name, direction=direction, kind=ConnectorKind.PARTNER,
         sender_domains=sender_domains, recipient_domains=recipient_domains,
         client_ips=client_ips, smart_hosts=smart_hosts, tls_cert_names=tls_cert_names,
+        routes=routes,
     )
 
 
 def fact(
     direction: Direction = INBOUND, *, sender_domain: str | None = None,
     recipient_domains: tuple[str, ...] = (), peer_host: str | None = None,
-    peer_ip: str | None = None, connector_id: int | None = None,
+    peer_ip: str | None = None, connector_id: int | None = None, routes: tuple[str, ...] = (),
 ) -> MessageFact:
     return MessageFact(
         source_key="k", occurred_at=datetime(2025, 4, 1, tzinfo=UTC), direction=direction,
         tls_version=TlsVersion.TLS1_2, tls_cipher=None, peer_host=peer_host, peer_ip=peer_ip,
         sender_domain=sender_domain, recipient_domains=recipient_domains, recipients=1,
         size_bytes=100, status=DeliveryStatus.RECEIVED, connector_id=connector_id,
+        routes=routes,
     )
 
 
@@ -187,6 +190,56 @@ def test_smart_hosts_match_by_host_name_case_insensitively_or_by_ip() -> None:
                                     recipient_domains=("fabrikam.com",))) == "By domain"
 
 
+def test_a_route_named_by_the_source_selects_the_connector_listing_it_or_named_so() -> None:
+    classifier = Classifier([
+        connector("VPN", OUTBOUND, routes=("dnslookup_vpn", "Remote_SMTP_Smarthost")),
+        connector("Internet", OUTBOUND, routes=("remote_smtp",)),
+        connector("Partner connector", INBOUND, client_ips=("192.0.2.0/24",)),
+    ])
+
+    assert matched(classifier, fact(OUTBOUND, routes=("dnslookup_vpn", "x"))) == "VPN"
+    assert matched(classifier, fact(OUTBOUND, routes=("router", "remote_smtp_smarthost"))) == (
+        "VPN")
+    assert matched(classifier, fact(OUTBOUND, routes=("dnslookup", "REMOTE_SMTP"))) == (
+        "Internet")
+    assert matched(classifier, fact(INBOUND, routes=("partner CONNECTOR",))) == (
+        "Partner connector")
+    assert matched(classifier, fact(OUTBOUND, routes=("dnslookup", "other_smtp"))) is None
+
+
+def test_a_route_beats_every_other_kind_of_evidence() -> None:
+    classifier = Classifier([
+        connector("By certificate", tls_cert_names=("mx.fabrikam.com",)),
+        connector("By route", routes=("fabrikam_in",)),
+        connector("Smart host", OUTBOUND, smart_hosts=("smtp.fabrikam.com",)),
+        connector("Zeta route", OUTBOUND, routes=("vpn",)),
+    ])
+
+    assert matched(classifier, fact(INBOUND, peer_host="mx.fabrikam.com",
+                                    routes=("fabrikam_in",))) == "By route"
+    assert matched(classifier, fact(INBOUND, peer_host="mx.fabrikam.com")) == "By certificate"
+    assert matched(classifier, fact(OUTBOUND, peer_host="smtp.fabrikam.com",
+                                    routes=("vpn",))) == "Zeta route"
+    assert matched(classifier, fact(OUTBOUND, peer_host="smtp.fabrikam.com",
+                                    routes=("unknown",))) == "Smart host"
+
+
+def test_a_route_selects_only_a_connector_of_the_facts_direction() -> None:
+    classifier = Classifier([connector("Relay", INBOUND, routes=("remote_smtp",),
+                                       client_ips=("192.0.2.0/24",))])
+
+    assert matched(classifier, fact(OUTBOUND, routes=("remote_smtp",))) is None
+    assert matched(classifier, fact(OUTBOUND, routes=("Relay",))) is None
+
+
+def test_two_connectors_listing_one_route_tie_by_name() -> None:
+    beta = connector("Beta", OUTBOUND, routes=("remote_smtp",))
+    alpha = connector("Alpha", OUTBOUND, routes=("remote_smtp",))
+
+    for connectors in ([beta, alpha], [alpha, beta]):
+        assert matched(Classifier(connectors), fact(OUTBOUND, routes=("remote_smtp",))) == "Alpha"
+
+
 def test_repeated_facts_keep_getting_the_same_answer() -> None:
     classifier = Classifier([connector("Relay", client_ips=("192.0.2.0/24",))])
     answers = {
@@ -209,6 +262,7 @@ async def test_load_classifier_uses_the_organizations_stored_connectors(
         " client_ips: ['2001:db8:2::/48']}\n"
         "  - {name: Fabrikam, direction: outbound, kind: partner,"
         " recipient_domains: ['*.fabrikam.com']}\n"
+        "  - {name: VPN, direction: outbound, kind: on_premises, routes: [dnslookup_vpn]}\n"
     )
     async with pool.acquire() as connection:
         applied = await apply_organization(connection, config)
@@ -218,3 +272,5 @@ async def test_load_classifier_uses_the_organizations_stored_connectors(
     assert matched(classifier, fact(OUTBOUND, recipient_domains=("eu.fabrikam.com",))) == (
         "Fabrikam")
     assert matched(classifier, fact(OUTBOUND, recipient_domains=("fabrikam.com",))) is None
+    assert matched(classifier, fact(OUTBOUND, recipient_domains=("eu.fabrikam.com",),
+                                    routes=("DNSLookup_VPN",))) == "VPN"

@@ -369,8 +369,8 @@ BAD_FILES = [
     pytest.param(
         "organization: acme\nconnectors:\n"
         "  - {name: a, direction: outbound, kind: partner}\n",
-        ["connectors[0]: an outbound connector needs at least one of recipient_domains"
-         " or smart_hosts"],
+        ["connectors[0]: an outbound connector needs at least one of recipient_domains,"
+         " smart_hosts or routes"],
         id="connector without rules",
     ),
     pytest.param(
@@ -398,6 +398,19 @@ BAD_FILES = [
         "organization: acme\norganization: acme2\n",
         ["line 2, column 1", "the key 'organization' appears twice"],
         id="duplicate key",
+    ),
+    pytest.param(
+        "organization: acme\nconnectors:\n"
+        "  - {name: a, direction: outbound, kind: partner, routes: [remote_smtp, '  ', 25]}\n",
+        ["connectors[0].routes[1]: '  ' is not a route name; expected the name the mail server",
+         "connectors[0].routes[2]: 25 is not a string"],
+        id="bad routes",
+    ),
+    pytest.param(
+        "organization: acme\nconnectors:\n"
+        "  - {name: a, direction: outbound, kind: partner, routes: remote_smtp}\n",
+        ["connectors[0].routes: 'remote_smtp' is not a list"],
+        id="routes not a list",
     ),
     pytest.param("", ["the file is empty"], id="empty"),
     pytest.param("- acme\n", ["expected a mapping", "found list"], id="not a mapping"),
@@ -452,3 +465,33 @@ def test_domains_are_lowercased_deduplicated_and_ip_rules_normalized() -> None:
         "192.0.2.0/24", "192.0.2.7/32", "2001:db8::/32",
     ]
     assert out.smart_hosts == ("2001:db8::1", "mx.example.com")
+
+
+async def test_routes_are_stored_compared_without_case_and_changed_by_a_new_apply(
+    pool: asyncpg.Pool,
+) -> None:
+    text = ("organization: acme\nconnectors:\n"
+            "  - {name: VPN, direction: outbound, kind: on_premises,"
+            " routes: [' remote_smtp_smarthost ', dnslookup_vpn, DNSLookup_VPN]}\n")
+    async with pool.acquire() as connection:
+        first = await apply_organization(connection, parse_organization(text))
+        again = await apply_organization(connection, parse_organization(text))
+        edited = await apply_organization(
+            connection, parse_organization(text.replace("dnslookup_vpn, DNSLookup_VPN", "vpn")))
+        [vpn] = await load_connectors(connection, first.organization_id)
+
+    assert parse_organization(text).connectors[0].routes == (
+        "dnslookup_vpn", "remote_smtp_smarthost")
+    assert first.created == ["VPN"]
+    assert not again.changed
+    assert edited.updated == ["VPN"]
+    assert vpn.routes == ("remote_smtp_smarthost", "vpn")
+
+
+def test_the_readme_example_organization_file_is_valid() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+    config = parse_organization(example)
+
+    assert config.connectors[-1].routes == ("dnslookup_vpn", "remote_smtp_smarthost")

@@ -252,7 +252,8 @@ class Insight:
     description=(
         "A named route across the organization's boundary. Inbound connectors match mail "
         "by sender domain, client IP range or client TLS certificate name; outbound ones "
-        "by recipient domain or smart host."
+        "by recipient domain or smart host; either by the name of the route the mail server "
+        "took, which beats every other rule."
     )
 )
 class Connector:
@@ -279,6 +280,10 @@ class Connector:
     tls_cert_names: list[str] = strawberry.field(
         description="Client TLS certificate names it matches (inbound)."
     )
+    routes: list[str] = strawberry.field(
+        description="Route names it matches besides its own name, as the mail server names "
+                    "the route it took (an Exim router or transport); case-insensitive."
+    )
 
     @classmethod
     def from_domain(cls, connector: domain.Connector) -> Connector:
@@ -294,6 +299,7 @@ class Connector:
             client_ips=list(connector.client_ips),
             smart_hosts=list(connector.smart_hosts),
             tls_cert_names=list(connector.tls_cert_names),
+            routes=list(connector.routes),
         )
 
     @resolved_field(description="Its mail per UTC day of the range, zeros included.")

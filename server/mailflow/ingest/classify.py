@@ -3,8 +3,12 @@
 Inbound facts are matched against inbound connectors by client TLS certificate
 name (``peer_host``), client IP (``peer_ip`` within ``client_ips``) or sender
 domain; outbound facts against outbound connectors by smart host (``peer_host``
-or ``peer_ip``) or any of their recipient domains. A fact that matches nothing
-keeps ``connector_id = None``: it is counted under "no connector", never dropped.
+or ``peer_ip``) or any of their recipient domains. Facts of either direction also
+match by route: when the source named the route it took (``MessageFact.routes``:
+an Exim router or transport, an Exchange connector), a connector of the same
+direction whose name, or one of whose ``routes``, equals one of those names
+(compared without regard to case) is chosen. A fact that matches nothing keeps
+``connector_id = None``: it is counted under "no connector", never dropped.
 
 Domain rules are exact names or ``*.example.com``, which matches every
 subdomain of example.com at any depth but not example.com itself (as a TLS
@@ -12,11 +16,13 @@ wildcard would not); list both to cover both.
 
 When several connectors match, the most specific wins, compared in this order:
 
-1. the kind of evidence: inbound, a certificate name beats a client IP, which
-   beats a sender domain (the sender domain is the easiest to forge); outbound,
-   a smart host beats a recipient domain (it names the route actually taken);
+1. the kind of evidence: a route beats everything else, since the mail server
+   itself says which route it took; then inbound, a certificate name beats a
+   client IP, which beats a sender domain (the sender domain is the easiest to
+   forge); outbound, a smart host beats a recipient domain (it names the relay);
 2. within a kind, an exact name beats a wildcard, a wildcard on a longer suffix
-   beats a shorter one, and a longer CIDR prefix beats a shorter one;
+   beats a shorter one, and a longer CIDR prefix beats a shorter one (a route
+   matched by a connector's name and one matched by its ``routes`` are equal);
 3. remaining ties go to the connector whose name sorts first.
 """
 
@@ -38,7 +44,8 @@ Rank: TypeAlias = tuple[int, int, int, str, int]
 # An IP address as (version, integer value), parsed without the cost of ipaddress objects.
 Address: TypeAlias = tuple[int, int]
 
-# Evidence strength, higher is stronger.
+# Evidence strength, higher is stronger; a route is the strongest in both directions.
+ROUTE = 4
 CERTIFICATE, CLIENT_IP, SENDER_DOMAIN = 3, 2, 1
 SMART_HOST, RECIPIENT_DOMAIN = 2, 1
 
@@ -118,8 +125,10 @@ class Classifier:
         self.smart_host_names: dict[str, Rank] = {}
         self.smart_host_ips: dict[Address, Rank] = {}
         self.recipient_domains = NameRules()
+        self.routes: dict[Direction, dict[str, Rank]] = {direction: {} for direction in Direction}
         self._cache: dict[tuple[object, ...], int | None] = {}
         for connector in sorted(connectors, key=lambda connector: connector.name):
+            self._add_routes(connector)
             if connector.direction is Direction.INBOUND:
                 self._add_inbound(connector)
             else:
@@ -140,22 +149,30 @@ class Classifier:
     def connector_id(self, fact: MessageFact) -> int | None:
         if fact.direction is Direction.INBOUND:
             key: tuple[object, ...] = (fact.direction, fact.peer_host, fact.peer_ip,
-                                       fact.sender_domain)
+                                       fact.sender_domain, fact.routes)
         else:
-            key = (fact.direction, fact.peer_host, fact.peer_ip, fact.recipient_domains)
+            key = (fact.direction, fact.peer_host, fact.peer_ip, fact.recipient_domains,
+                   fact.routes)
         try:
             return self._cache[key]
         except KeyError:
             pass
-        if fact.direction is Direction.INBOUND:
+        rank = self._best_route(fact)
+        if rank is None and fact.direction is Direction.INBOUND:
             rank = self._best_inbound(fact)
-        else:
+        elif rank is None:
             rank = self._best_outbound(fact)
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
         connector_id = None if rank is None else rank[4]
         self._cache[key] = connector_id
         return connector_id
+
+    def _best_route(self, fact: MessageFact) -> Rank | None:
+        routes = self.routes[fact.direction]
+        if not routes:
+            return None
+        return _min_rank(routes.get(route.casefold()) for route in fact.routes)
 
     def _best_inbound(self, fact: MessageFact) -> Rank | None:
         found: list[Rank | None] = []
@@ -178,6 +195,11 @@ class Classifier:
         for domain in fact.recipient_domains:
             found.append(self.recipient_domains.best(normalize_name(domain)))
         return _min_rank(found)
+
+    def _add_routes(self, connector: Connector) -> None:
+        rank = (-ROUTE, -1, 0, connector.name, connector.id)
+        for route in (connector.name, *connector.routes):
+            _keep_best(self.routes[connector.direction], route.casefold(), rank)
 
     def _add_inbound(self, connector: Connector) -> None:
         for name in connector.tls_cert_names:

@@ -45,6 +45,8 @@ HOST_NAME = re.compile(rf"^(?:{LABEL}\.)*{LABEL}$")
 
 INBOUND_ONLY: tuple[str, ...] = ("sender_domains", "client_ips", "tls_cert_names")
 OUTBOUND_ONLY: tuple[str, ...] = ("recipient_domains", "smart_hosts")
+EITHER_DIRECTION: tuple[str, ...] = ("routes",)
+MAX_ROUTE_NAME = 200
 
 
 # The organization file.
@@ -138,6 +140,21 @@ def _choice(value: object, accepted: Sequence[str]) -> str:
 
 
 SmartHost = Annotated[StrictStr, AfterValidator(normalize_smart_host)]
+
+
+def normalize_route(value: str) -> str:
+    """A route name (a router, transport or connector name of the mail server), trimmed."""
+    route = value.strip()
+    if not 1 <= len(route) <= MAX_ROUTE_NAME or not route.isprintable():
+        raise ValueError(
+            f"{value!r} is not a route name; expected the name the mail server gives a route, "
+            f"such as an Exim router or transport ('remote_smtp') or an Exchange connector, "
+            f"1 to {MAX_ROUTE_NAME} printable characters"
+        )
+    return route
+
+
+RouteName = Annotated[StrictStr, AfterValidator(normalize_route)]
 Value = TypeVar("Value", str, Network)
 
 
@@ -159,6 +176,7 @@ class ConnectorConfig(BaseModel):
     smart_hosts: tuple[SmartHost, ...] = ()
     tls_cert_names: tuple[DomainRule, ...] = ()
     require_tls: StrictBool = False
+    routes: tuple[RouteName, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -185,12 +203,22 @@ class ConnectorConfig(BaseModel):
     def _sort(cls, values: tuple[Value, ...]) -> tuple[Value, ...]:
         return _unique_sorted(values)
 
+    @field_validator("routes")
+    @classmethod
+    def _unique_routes(cls, routes: tuple[str, ...]) -> tuple[str, ...]:
+        """Routes compare without regard to case: the first spelling of each is kept."""
+        unique: dict[str, str] = {}
+        for route in routes:
+            unique.setdefault(route.casefold(), route)
+        return tuple(sorted(unique.values(), key=str.casefold))
+
     @model_validator(mode="after")
     def _check_rules_fit_direction(self) -> Self:
         if self.direction is Direction.INBOUND:
-            misplaced, usable = OUTBOUND_ONLY, INBOUND_ONLY
+            misplaced, only = OUTBOUND_ONLY, INBOUND_ONLY
         else:
-            misplaced, usable = INBOUND_ONLY, OUTBOUND_ONLY
+            misplaced, only = INBOUND_ONLY, OUTBOUND_ONLY
+        usable = only + EITHER_DIRECTION
         direction = self.direction.value.lower()
         for key in misplaced:
             if getattr(self, key):
@@ -210,7 +238,7 @@ class ConnectorConfig(BaseModel):
         return (
             self.name, self.direction.value, self.kind.value, list(self.sender_domains),
             list(self.recipient_domains), list(self.client_ips), list(self.smart_hosts),
-            list(self.tls_cert_names), self.require_tls,
+            list(self.tls_cert_names), self.require_tls, list(self.routes),
         )
 
 
@@ -525,10 +553,11 @@ def _differs(current: Connector, config: ConnectorConfig) -> bool:
     return (
         current.direction, current.kind, current.sender_domains, current.recipient_domains,
         current.client_ips, current.smart_hosts, current.tls_cert_names, current.require_tls,
+        current.routes,
     ) != (
         config.direction, config.kind, config.sender_domains, config.recipient_domains,
         tuple(str(network) for network in config.client_ips), config.smart_hosts,
-        config.tls_cert_names, config.require_tls,
+        config.tls_cert_names, config.require_tls, config.routes,
     )
 
 
@@ -593,6 +622,7 @@ async def load_connectors(connection: Connection, organization_id: int) -> list[
             smart_hosts=tuple(row["smart_hosts"]),
             tls_cert_names=tuple(row["tls_cert_names"]),
             require_tls=row["require_tls"],
+            routes=tuple(row["routes"]),
         )
         for row in rows
     ]
