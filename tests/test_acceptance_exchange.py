@@ -1,4 +1,4 @@
-"""A real Exchange message tracking log in, GraphQL reports out, through the commands run.
+"""A real Exchange message tracking log in, GraphQL reports out: the commands, end to end.
 
 The six rows of the sample (no #Fields header: the default Exchange 2013+ column order,
 which all six rows fill with their 30 values) were read by hand, and the event ids checked

@@ -174,8 +174,10 @@ def _summary(
     if report.assumed_year is not None:
         lines.append(_assumed_year(report.assumed_year, year_from))
     if report.unrecognized_files:
+        article = "an" if log_format.name[:1] in "AEIOU" else "a"
         lines.append(f"warning: no {log_format.name} log lines found in "
-                     f"{', '.join(report.unrecognized_files)}: is this a {log_format.name} log?")
+                     f"{', '.join(report.unrecognized_files)}: "
+                     f"is this {article} {log_format.name} log?")
     if report.rejections:
         rejected = report.skipped[REJECTED]
         lines.append(f"{plural(rejected, 'record')} rejected:")
