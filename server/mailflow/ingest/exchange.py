@@ -96,6 +96,7 @@ _SEND_EVENTS = frozenset({"SEND", "SENDEXTERNAL"})
 # Rows of one message to one next hop this close in time make one fact.
 _SEND_WINDOW = timedelta(hours=1)
 _MAX_OPEN_SENDS = 100_000
+_ADDRESS_CACHE_SIZE = 4096
 _EARLIEST = datetime.min.replace(tzinfo=UTC) + _SEND_WINDOW
 _LATEST = datetime.max.replace(tzinfo=UTC) - _SEND_WINDOW
 
@@ -141,14 +142,14 @@ class _Columns:
 class _Row:
     """One data row, read by column name; a column the header lacks reads as empty."""
 
-    __slots__ = ("_columns", "_values")
+    __slots__ = ("_index", "_values")
 
     def __init__(self, columns: _Columns, values: list[str]) -> None:
-        self._columns = columns
+        self._index = columns.index
         self._values = values
 
     def __getitem__(self, name: str) -> str:
-        position = self._columns.index.get(name)
+        position = self._index.get(name)
         return "" if position is None else self._values[position].strip()
 
 
@@ -172,6 +173,7 @@ class _ExchangeReader:
         self._columns = _Columns.of(DEFAULT_FIELDS)
         self._sends: dict[str, _Send] = {}
         self._ready: list[MessageFact] = []
+        self._internal: dict[str, bool | None] = {}
 
     def stream(self, lines: Iterable[str]) -> Iterator[MessageFact]:
         for line in lines:
@@ -243,7 +245,7 @@ class _ExchangeReader:
             return
 
         recipients = _addresses(row["recipient-address"])
-        count = len(recipients) or self._count(row)
+        count = len({address.lower() for address in recipients}) or self._count(row)
         key = f"exchange:{row['server-hostname'].lower()}:{identity}:in:{ip}"
         self._add(MessageFact(
             source_key=key,
@@ -286,7 +288,7 @@ class _ExchangeReader:
             send = self._sends[key] = _Send(key, at, row)
         delivered = _delivered(row["recipient-address"], row["recipient-status"])
         if delivered:
-            send.recipients.update(delivered)
+            send.recipients.update(address.lower() for address in delivered)
         elif not row["recipient-address"]:
             send.counted += self._count(row)
 
@@ -340,10 +342,16 @@ class _ExchangeReader:
 
     def _is_internal(self, ip: str) -> bool | None:
         """Whether ``ip`` is internal; None when it is not an IP address."""
+        if ip in self._internal:
+            return self._internal[ip]
+        if len(self._internal) >= _ADDRESS_CACHE_SIZE:
+            self._internal.clear()
         try:
-            return self._policy.is_internal(ip)
+            internal: bool | None = self._policy.is_internal(ip)
         except ValueError:
-            return None
+            internal = None
+        self._internal[ip] = internal
+        return internal
 
     def _size(self, row: _Row) -> int:
         size = _number(row["total-bytes"], MAX_MESSAGE_SIZE)
