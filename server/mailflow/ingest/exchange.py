@@ -129,7 +129,7 @@ def parse_exchange(
 
 @dataclass(frozen=True, slots=True)
 class _Columns:
-    """Where each column of interest is in a row, for one ``#Fields:`` order."""
+    """How many columns a row has and where each is, for one ``#Fields:`` order."""
 
     count: int
     index: dict[str, int]
