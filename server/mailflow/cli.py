@@ -259,6 +259,14 @@ def ingest_exim(files: FilesArgument, org: OrgOption) -> None:
     _ingest(org, files, exim_format())
 
 
+@ingest_app.command("exchange")
+def ingest_exchange(files: FilesArgument, org: OrgOption) -> None:
+    """Load Exchange Server message tracking logs: boundary mail by connector, rollups refreshed."""
+    from mailflow.ingest.run import exchange_format
+
+    _ingest(org, files, exchange_format())
+
+
 @ingest_app.command("ndjson")
 def ingest_ndjson(files: FilesArgument, org: OrgOption) -> None:
     """Load message facts in mailflow's record format as newline-delimited JSON."""

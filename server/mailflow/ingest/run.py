@@ -21,6 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from mailflow.domain import MessageFact
 from mailflow.ingest.canonical import REJECTED, record_parser
 from mailflow.ingest.classify import load_boundary_policy, load_classifier
+from mailflow.ingest.exchange import parse_exchange
 from mailflow.ingest.exim import parse_exim
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE, LoadResult, load_facts
@@ -69,6 +70,11 @@ def postfix_format(year: int | None) -> LogFormat:
 def exim_format() -> LogFormat:
     """Exim main log lines, whose time stamps carry the year."""
     return LogFormat("Exim", parse_exim)
+
+
+def exchange_format() -> LogFormat:
+    """Exchange Server message tracking logs (CSV under #Fields: header lines)."""
+    return LogFormat("Exchange message tracking", parse_exchange)
 
 
 def records_format(kind: str) -> LogFormat:
@@ -174,10 +180,10 @@ def _summary(
     if report.assumed_year is not None:
         lines.append(_assumed_year(report.assumed_year, year_from))
     if report.unrecognized_files:
-        article = "an" if log_format.name[0] in "AEIOU" else "a"
+        article = "an" if log_format.name[:1] in "AEIOU" else "a"
         lines.append(f"warning: no {log_format.name} log lines found in "
-                     f"{', '.join(report.unrecognized_files)}: is this {article} "
-                     f"{log_format.name} log?")
+                     f"{', '.join(report.unrecognized_files)}: "
+                     f"is this {article} {log_format.name} log?")
     if report.rejections:
         rejected = report.skipped[REJECTED]
         lines.append(f"{plural(rejected, 'record')} rejected:")
