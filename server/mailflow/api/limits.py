@@ -80,8 +80,8 @@ ASSUMED_CONNECTORS = 10
 """How many connectors an organization is assumed to have: not known before the query runs."""
 ASSUMED_POLICY_DOMAINS = 10
 """How many policy domains an organization's TLS reports are assumed to be about."""
-RFC_8460_RESULT_TYPES = 11
-"""The failure result types RFC 8460 (section 4.3) defines."""
+ASSUMED_RESULT_TYPES = 3
+"""How many failure result types a policy domain's day is assumed to hold (RFC 8460 has 11)."""
 DEFAULT_LIST_SIZE = 10
 """The assumed size of a list that neither LIST_SIZES nor the schema says more about."""
 
@@ -106,7 +106,7 @@ LIST_SIZES: Mapping[tuple[str, str], int | _Days] = {
     ("TlsBreakdown", "versions"): len(TlsVersion),
     ("Query", "tlsSessions"): ASSUMED_POLICY_DOMAINS,
     ("TlsPolicyDomainSessions", "days"): DAYS,
-    ("TlsSessionsPoint", "failedSessionsByResultType"): RFC_8460_RESULT_TYPES,
+    ("TlsSessionsPoint", "failedSessionsByResultType"): ASSUMED_RESULT_TYPES,
     # Assumed one failure detail per day: a reporter may send more than the points say.
     ("Query", "tlsFailures"): DAYS,
 }
