@@ -147,7 +147,7 @@ def test_an_email_with_two_report_attachments_yields_both(tmp_path: Path) -> Non
 
 def test_an_email_without_a_report_is_refused_by_name(tmp_path: Path) -> None:
     message = tmp_path / "hello.eml"
-    message.write_bytes(mail())
+    message.write_bytes(mail((b"%PDF-1.4", "application", "octet-stream", "invoice.pdf")))
 
     with pytest.raises(InvalidTlsReportError, match=r"hello\.eml: an email without a TLS report; "
                        r"expected a part of type application/tlsrpt\+gzip"):
@@ -240,6 +240,11 @@ def test_a_report_missing_a_field_or_of_the_wrong_type_names_the_field(
          "policies[0].failure-details[1].result-type: missing; expected a string"),
         (("failure-details", 0, "failure-reason-code"), "a\x00b",
          "policies[0].failure-details[0].failure-reason-code: holds a NUL character"),
+        (("failure-details", 0, "receiving-mx-helo"), "mx\ud800",
+         "policies[0].failure-details[0].receiving-mx-helo: holds an unpaired surrogate"),
+        (("policy", "policy-domain"), "bücher.example",
+         'policies[0].policy.policy-domain: "bücher.example" is not a domain name; '
+         'expected a name such as "example.com", internationalized names in their xn-- form'),
     ],
 )
 def test_a_bad_policy_field_is_named_with_its_path(

@@ -42,9 +42,7 @@ MAX_REPORT_ID_BYTES = 1024  # far inside the 2704 bytes a primary key's index ro
 MAX_COUNT = 2**63 - 1  # session counts are bigint columns
 
 REPORT_CONTENT_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
-ATTACHMENT_CONTENT_TYPES = (
-    "application/gzip", "application/x-gzip", "application/json", "application/octet-stream",
-)
+ATTACHMENT_CONTENT_TYPES = ("application/gzip", "application/x-gzip", "application/json")
 ATTACHMENT_SUFFIXES = (".json", ".json.gz", ".gz")
 
 MX_HOST_FIELDS = ("mx-host", "mx-host-pattern")
@@ -137,9 +135,10 @@ def _email_reports(message: EmailMessage, source: str) -> Iterator[ReportDocumen
 
 def _is_report_attachment(part: Any) -> bool:
     filename = (part.get_filename() or "").lower()
-    if filename.endswith(ATTACHMENT_SUFFIXES):
-        return True
-    return bool(part.get_content_type() in ATTACHMENT_CONTENT_TYPES and filename)
+    return bool(
+        filename.endswith(ATTACHMENT_SUFFIXES)
+        or part.get_content_type() in ATTACHMENT_CONTENT_TYPES
+    )
 
 
 def parse_report(document: ReportDocument) -> TlsReport:
@@ -311,10 +310,11 @@ def _policy(fields: _Fields) -> TlsPolicy:
 def _domain(policy: _Fields) -> str:
     text = policy.text("policy-domain", "a domain name")
     domain = text.strip().lower().rstrip(".")
-    if not domain or len(domain) > 253 or any(character.isspace() for character in domain):
+    if (not domain or len(domain) > 253 or not domain.isascii()
+            or any(character.isspace() for character in domain)):
         raise _FieldError(
             f"{policy.at('policy-domain')}: {_shown(text)} is not a domain name; "
-            'expected a name such as "example.com"'
+            'expected a name such as "example.com", internationalized names in their xn-- form'
         )
     return domain
 
@@ -337,6 +337,13 @@ def _text(value: object, path: str, what: str) -> str:
         raise _FieldError(f"{path}: {_shown(value)} is not a string; expected {what}")
     if "\x00" in value:
         raise _FieldError(f"{path}: holds a NUL character, which cannot be stored")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _FieldError(
+            f"{path}: holds an unpaired surrogate escape (such as \\ud800), which is no "
+            "character; expected Unicode text"
+        ) from None
     return value
 
 
