@@ -283,17 +283,44 @@ def ingest_csv(files: FilesArgument, org: OrgOption) -> None:
     _ingest(org, files, records_format("csv"))
 
 
-def _ingest(org: str, files: list[str], log_format: Any) -> None:
-    """Load ``files`` in ``log_format`` (a mailflow.ingest.run.LogFormat) into ``org``."""
-    from mailflow.ingest.run import ingest_files
+@ingest_app.command("tlsrpt")
+def ingest_tlsrpt(
+    files: Annotated[list[str], typer.Argument(
+        help="SMTP TLS reports: JSON, gzip JSON, or the emails they came in; '-' reads stdin.")],
+    org: Annotated[str, typer.Option(
+        "--org", help="Organization the reports are about; created when it does not exist.")],
+) -> None:
+    """Load SMTP TLS reports (RFC 8460): sessions per policy domain, and their failures."""
+    from mailflow.ingest.tlsrpt import ingest_tls_report_files, tls_ingest_summary
 
     _refuse_demo_name(org)
+    _check_files(files)
+
+    async def work(pool: Any) -> bool:
+        result = await ingest_tls_report_files(pool, org, files)
+        typer.echo(tls_ingest_summary(org, result), err=True)
+        return bool(result.rejections)
+
+    if _run(lambda: _with_database(work)):
+        raise typer.Exit(1)  # the summary has named the files that were not loaded
+
+
+def _check_files(files: list[str]) -> None:
+    """Stop before any work when a named file does not exist or is a directory."""
     for name in files:
         path = Path(name)
         if name != "-" and (path.is_dir() or not path.exists()):
             problem = "is a directory" if path.is_dir() else "no such file"
             typer.echo(f"mailflow: error: {name}: {problem}", err=True)
             raise typer.Exit(2)
+
+
+def _ingest(org: str, files: list[str], log_format: Any) -> None:
+    """Load ``files`` in ``log_format`` (a mailflow.ingest.run.LogFormat) into ``org``."""
+    from mailflow.ingest.run import ingest_files
+
+    _refuse_demo_name(org)
+    _check_files(files)
 
     async def work(pool: Any) -> bool:
         report, _ = await ingest_files(pool, org, files, log_format,

@@ -88,3 +88,55 @@ class Connector:
     tls_cert_names: tuple[str, ...] = ()
     require_tls: bool = False
     routes: tuple[str, ...] = ()
+
+
+class TlsPolicyType(enum.Enum):
+    """The policy an SMTP TLS report's sessions were evaluated against (RFC 8460, 4.3)."""
+
+    STS = "sts"
+    TLSA = "tlsa"
+    NO_POLICY_FOUND = "no-policy-found"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFailureDetail:
+    """Sessions of one policy that failed in the same way, as the reporter grouped them."""
+
+    result_type: str
+    failed_sessions: int
+    sending_mta_ip: str | None = None
+    receiving_mx_hostname: str | None = None
+    receiving_mx_helo: str | None = None
+    receiving_ip: str | None = None
+    additional_information: str | None = None
+    failure_reason_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsPolicy:
+    """One policy of an SMTP TLS report with its session counts and failure details."""
+
+    policy_type: TlsPolicyType
+    policy_domain: str
+    successful_sessions: int
+    failed_sessions: int
+    policy_strings: tuple[str, ...] = ()
+    mx_host_patterns: tuple[str, ...] = ()
+    failure_details: tuple[TlsFailureDetail, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TlsReport:
+    """An SMTP TLS report (RFC 8460) that a sending organization mailed to the organization.
+
+    It counts TLS *sessions* the reporter attempted to the organization's MX hosts, not
+    messages. ``report_id`` identifies it within the organization; ``start`` and ``end``
+    are aware datetimes.
+    """
+
+    report_id: str
+    reporting_organization: str
+    contact_info: str | None
+    start: datetime
+    end: datetime
+    policies: tuple[TlsPolicy, ...]

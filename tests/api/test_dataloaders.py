@@ -1,15 +1,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import httpx
 import pytest
 
 from mailflow.api.app import create_app
-from mailflow.domain import Direction, TlsVersion
+from mailflow.domain import (
+    Direction,
+    TlsFailureDetail,
+    TlsPolicy,
+    TlsPolicyType,
+    TlsReport,
+    TlsVersion,
+)
 from mailflow.settings import Settings
+from mailflow.store.tls_reports import store_tls_report
 
 from .conftest import Seed
 
@@ -113,3 +121,53 @@ async def test_reports_of_n_connectors_cost_the_same_few_statements_for_any_n(
     assert counts[1] == counts[10] == counts[50]
     # Authentication, the connectors, their rollups, and the pool's reset on release.
     assert counts[1] <= 4
+
+
+TLS_REPORTS = """{
+    tlsSessions(start: "2025-01-01", end: "2025-01-07") {
+        policyDomain days { failedSessions failedSessionsByResultType { failedSessions } }
+    }
+    tlsFailures(start: "2025-01-01", end: "2025-01-07") { resultType }
+}"""
+
+
+async def statements_for_tls_reports_of_n_domains(
+    seed: Seed, counted_client: httpx.AsyncClient, statement_log: StatementLog, domains: int
+) -> list[str]:
+    organization_id = await seed.organization()
+    policies = tuple(
+        TlsPolicy(TlsPolicyType.STS, f"d{number}.example.com", 10, 1,
+                  failure_details=(TlsFailureDetail("certificate-expired", 1),))
+        for number in range(domains)
+    )
+    report = TlsReport(f"report-{domains}", "Sender", None, datetime(2025, 1, 2, tzinfo=UTC),
+                       datetime(2025, 1, 3, tzinfo=UTC), policies)
+    async with seed.pool.acquire() as connection, connection.transaction():
+        await store_tls_report(connection, organization_id, report)
+    token = await seed.token(organization_id)
+
+    statement_log.statements.clear()
+    response = await counted_client.post(
+        "/graphql", json={"query": TLS_REPORTS}, headers={"Authorization": f"Bearer {token}"},
+    )
+
+    body = response.json()
+    assert "errors" not in body, body
+    assert len(body["data"]["tlsSessions"]) == len(body["data"]["tlsFailures"]) == domains
+    return list(statement_log.statements)
+
+
+async def test_tls_reports_of_n_policy_domains_cost_the_same_few_statements_for_any_n(
+    seed: Seed, counted_client: httpx.AsyncClient, statement_log: StatementLog
+) -> None:
+    await statements_for_tls_reports_of_n_domains(seed, counted_client, statement_log, 1)
+
+    counts = {
+        domains: len(await statements_for_tls_reports_of_n_domains(
+            seed, counted_client, statement_log, domains))
+        for domains in (1, 10, 40)
+    }
+
+    assert counts[1] == counts[10] == counts[40]
+    # Authentication, sessions, result types, failure details, and the pool's reset.
+    assert counts[1] <= 5

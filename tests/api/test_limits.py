@@ -39,6 +39,20 @@ EVERY_REPORT = EVERY_REPORT_OF_EVERY_CONNECTOR.removesuffix("}") + f"""
 }}"""
 
 
+EVERY_TLS_REPORT = f"""{{
+  tlsSessions({NINETY_DAYS}) {{
+    policyDomain successfulSessions failedSessions
+    days {{ date reports successfulSessions failedSessions
+           failedSessionsByResultType {{ resultType failedSessions }} }}
+  }}
+  tlsFailures({NINETY_DAYS}) {{
+    date reportId reportingOrganization contactInfo policyDomain policyType resultType
+    failedSessions sendingMtaIp receivingMxHostname receivingMxHelo receivingIp
+    additionalInformation failureReasonCode
+  }}
+}}"""
+
+
 def nested_insights(levels: int) -> str:
     """The tester's query: insights whose connectors' insights nest ``levels`` deep."""
     volume = (
@@ -315,9 +329,23 @@ async def test_a_dashboards_queries_are_within_the_default_cost(
         organization_id, date(2021, 1, 2), TlsVersion.NONE, 10, connector_id=connector_id
     )
 
-    for query in (DEFAULT_QUERY, EVERY_REPORT_OF_EVERY_CONNECTOR, EVERY_REPORT):
+    for query in (DEFAULT_QUERY, EVERY_REPORT_OF_EVERY_CONNECTOR, EVERY_REPORT, EVERY_TLS_REPORT):
         assert "errors" not in (await api.post(query)).json(), query
     assert cost(EVERY_REPORT) <= Settings().max_query_cost
+    assert cost(EVERY_TLS_REPORT) <= Settings().max_query_cost
+
+
+def test_days_nested_in_tls_sessions_count_the_days_of_its_range_also_in_a_fragment() -> None:
+    days = "fragment Days on TlsPolicyDomainSessions { days { date } }"
+    week = 'start: "2025-01-01", end: "2025-01-07"'
+
+    one_week = cost(f"{{ tlsSessions({week}) {{ ...Days }} }} {days}")
+    both = cost(f"{{ a: tlsSessions({NINETY_DAYS}) {{ ...Days }} "
+                f"b: tlsSessions({week}) {{ ...Days }} }} {days}")
+
+    # The range's days, then 10 assumed policy domains, each with a list of days of dates.
+    assert one_week == 7 + 10 * (7 + 7)
+    assert both == one_week + 90 + 10 * (90 + 90)
 
 
 def test_the_readme_gives_the_costs_the_model_measures() -> None:
@@ -327,6 +355,7 @@ def test_the_readme_gives_the_costs_the_model_measures() -> None:
         "every report of every connector": cost(EVERY_REPORT_OF_EVERY_CONNECTOR),
         "and the organization's reports": cost(EVERY_REPORT),
         "the nested insights": cost("{ " + nested_insights(6) + " }"),
+        "every TLS report field": cost(EVERY_TLS_REPORT),
         "the default limit": Settings().max_query_cost,
     }
     written = {int(number.replace(",", "")) for number in re.findall(r"\d[\d,]*", limits)}

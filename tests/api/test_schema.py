@@ -54,6 +54,7 @@ def test_the_schema_has_the_query_fields_front_ends_use() -> None:
     assert query is not None
     assert list(query.fields) == [
         "connectors", "connector", "mailFlow", "tlsBreakdown", "insights",
+        "tlsSessions", "tlsFailures",
     ]
     assert list(schema._schema.type_map["Connector"].fields) == [  # type: ignore[union-attr]
         "id", "name", "direction", "kind", "requireTls", "senderDomains", "recipientDomains",

@@ -8,11 +8,12 @@ resolvers nor the database.
 
 Cost is counted in points, about one per value the answer would hold. A field costs one
 point; a field that returns a list costs one point per item it is assumed to return; a report
-field (``mailFlow``, ``tlsBreakdown``, ``insights`` and a connector's ``volume``,
-``tlsBreakdown``, ``insights``) costs one point per day of its range instead. Everything
-selected under a list counts once per assumed item, compounding with nesting. Whether a field
-returns a list is read from the schema; how many items it is assumed to return is in
-``LIST_SIZES`` (``DAYS``: one per day of the field's range), for introspection it is the
+field (``mailFlow``, ``tlsBreakdown``, ``insights``, ``tlsSessions``, ``tlsFailures`` and a
+connector's ``volume``, ``tlsBreakdown``, ``insights``) costs one point per day of its range
+instead. Everything selected under a list counts once per assumed item, compounding with
+nesting. Whether a field returns a list is read from the schema; how many items it is assumed
+to return is in ``LIST_SIZES`` (``DAYS``: one per day of the range of the field, or of the
+report field it is nested in), for introspection it is the
 schema's own counts, and ``DEFAULT_LIST_SIZE`` for any other list. A range the server cannot
 read before running the query counts as the longest range.
 """
@@ -77,6 +78,10 @@ DAYS = _Days.VALUE
 
 ASSUMED_CONNECTORS = 10
 """How many connectors an organization is assumed to have: not known before the query runs."""
+ASSUMED_POLICY_DOMAINS = 10
+"""How many policy domains an organization's TLS reports are assumed to be about."""
+ASSUMED_RESULT_TYPES = 3
+"""How many failure result types a policy domain's day is assumed to hold (RFC 8460 has 11)."""
 DEFAULT_LIST_SIZE = 10
 """The assumed size of a list that neither LIST_SIZES nor the schema says more about."""
 
@@ -87,6 +92,8 @@ REPORT_FIELDS = frozenset({
     ("Connector", "volume"),
     ("Connector", "tlsBreakdown"),
     ("Connector", "insights"),
+    ("Query", "tlsSessions"),
+    ("Query", "tlsFailures"),
 })
 LIST_SIZES: Mapping[tuple[str, str], int | _Days] = {
     ("Query", "connectors"): ASSUMED_CONNECTORS,
@@ -97,6 +104,11 @@ LIST_SIZES: Mapping[tuple[str, str], int | _Days] = {
     ("Connector", "volume"): DAYS,
     ("MailFlowPoint", "byTls"): len(TlsVersion),
     ("TlsBreakdown", "versions"): len(TlsVersion),
+    ("Query", "tlsSessions"): ASSUMED_POLICY_DOMAINS,
+    ("TlsPolicyDomainSessions", "days"): DAYS,
+    ("TlsSessionsPoint", "failedSessionsByResultType"): ASSUMED_RESULT_TYPES,
+    # Assumed one failure detail per day: a reporter may send more than the points say.
+    ("Query", "tlsFailures"): DAYS,
 }
 INTROSPECTION_FIELDS = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 
@@ -319,6 +331,7 @@ def _over_limits(measure: Measure, subject: str, settings: Settings) -> list[Mai
             "report field a point per day of its range, and what is selected under a list "
             f"counts once per item: {ASSUMED_CONNECTORS} connectors, "
             f"{len(InsightKind)} insights per connector, a day of mailFlow or volume per day, "
+            f"{ASSUMED_POLICY_DOMAINS} policy domains of tlsSessions, "
             f"{len(TlsVersion)} TLS versions, {DEFAULT_LIST_SIZE} items of other lists. Ask "
             "for fewer fields, shorter ranges or less nesting"
         ))
@@ -352,7 +365,8 @@ class _Measurer:
             for definition in operation.variable_definitions or ()
         }
         self.max_days = settings.max_range_days
-        self.measured: dict[str, Measure] = {}
+        self.measured: dict[tuple[str, int | None], Measure] = {}
+        self.report_days: list[int] = []  # the ranges of the report fields being measured
         self.entered: set[str] = set()
 
     def operation(self) -> Measure:
@@ -382,8 +396,14 @@ class _Measurer:
         parent_name = parent.name if parent else ""
         key = (parent_name, node.name.value)
         field_type = self.field_type(parent, node.name.value)
-        inner = self.selection_set(node.selection_set, get_named_type(field_type))
         days = self.range_days(node) if key in REPORT_FIELDS else None
+        if days is not None:
+            self.report_days.append(days)
+        try:
+            inner = self.selection_set(node.selection_set, get_named_type(field_type))
+        finally:
+            if days is not None:
+                self.report_days.pop()
         items = self.list_size(key, field_type, days)
         # A report field costs its days; a list its items; any other field a point.
         own_cost = days if days is not None else max(items or 1, 1)
@@ -405,21 +425,27 @@ class _Measurer:
             return None
         size = LIST_SIZES.get(key, _introspection_sizes(self.schema).get(key))
         if size is DAYS:
-            assert days is not None, "a list of days is a report field"
-            return days
+            if days is not None:
+                return days
+            return self.report_days[-1] if self.report_days else self.max_days
         return DEFAULT_LIST_SIZE if size is None else size
 
     def fragment(self, name: str) -> Measure:
-        if name in self.measured:
-            return self.measured[name]
+        # A fragment's lists of days are as long as the range of the report field around it.
+        key = (name, self.report_days[-1] if self.report_days else None)
+        if key in self.measured:
+            return self.measured[key]
         definition = self.fragments.get(name)
         if definition is None or name in self.entered:
             return Measure()  # unknown or cyclic: validation refuses the document anyway
         self.entered.add(name)
-        measure = self.selection_set(
-            definition.selection_set, self.condition(definition.type_condition, None)
-        ).beside(Measure(directives=len(definition.directives or ())))
-        self.measured[name] = measure
+        try:
+            measure = self.selection_set(
+                definition.selection_set, self.condition(definition.type_condition, None)
+            ).beside(Measure(directives=len(definition.directives or ())))
+        finally:
+            self.entered.discard(name)
+        self.measured[key] = measure
         return measure
 
     def condition(

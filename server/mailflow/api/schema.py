@@ -22,7 +22,7 @@ from mailflow.api.errors import ErrorBoundary
 from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id, shown_id
 from mailflow.api.limits import QueryLimits
 from mailflow.api.scalars import DATE_SCALAR, LONG_SCALAR, Long
-from mailflow.reports import breakdown, series
+from mailflow.reports import breakdown, series, tls
 from mailflow.reports.errors import ConflictingFiltersError, ConnectorNotFoundError
 from mailflow.reports.insights import (
     DEFAULT_NO_TLS_THRESHOLD,
@@ -96,6 +96,16 @@ describe_enum(
     },
 )
 
+describe_enum(
+    domain.TlsPolicyType,
+    "The policy an SMTP TLS report evaluated sessions against (RFC 8460).",
+    {
+        "STS": "An MTA-STS policy.",
+        "TLSA": "A DANE TLSA record.",
+        "NO_POLICY_FOUND": "Neither: the reporter found no policy for the domain.",
+    },
+)
+
 StartArgument = Annotated[
     datetime.date | None,
     strawberry.argument(
@@ -153,6 +163,26 @@ Tls10ThresholdArgument = Annotated[
             "Percent (0 to 100) of a connector's messages with TLS 1.0 above which "
             "TLS1_0_OVER_THRESHOLD fires."
         ),
+    ),
+]
+
+
+PolicyDomainArgument = Annotated[
+    str | None,
+    strawberry.argument(
+        description=(
+            "Only reports about this policy domain (case does not matter); every policy "
+            "domain with reports in the range when omitted."
+        )
+    ),
+]
+ResultTypeArgument = Annotated[
+    str | None,
+    strawberry.argument(
+        description=(
+            "Only failures of this result type as the reporter wrote it, such as "
+            "\"validation-failure\"; all when omitted."
+        )
     ),
 ]
 
@@ -339,6 +369,144 @@ class Connector:
 
 
 @strawberry.type(
+    description="Failed TLS sessions of one result type, from the reports' failure details."
+)
+class TlsResultTypeSessions:
+    result_type: str = strawberry.field(
+        description="The result type as the reporter wrote it, such as \"validation-failure\"."
+    )
+    failed_sessions: Long = strawberry.field(
+        description="Failed sessions the failure details of this result type count."
+    )
+
+
+@strawberry.type(
+    description=(
+        "The TLS sessions of one policy domain in the SMTP TLS reports whose date range "
+        "starts on one UTC day. Sessions are connections other organizations' mail servers "
+        "attempted to the domain's MX hosts, not messages."
+    )
+)
+class TlsSessionsPoint:
+    date: datetime.date = strawberry.field(
+        description="The UTC day the reports' date ranges start on."
+    )
+    reports: Long = strawberry.field(description="Reports that counted sessions for the domain.")
+    successful_sessions: Long = strawberry.field(
+        description=(
+            "Sessions that negotiated TLS as the policy requires, by the reports' summaries."
+        )
+    )
+    failed_sessions: Long = strawberry.field(
+        description="Sessions that failed, by the reports' summaries."
+    )
+    failed_sessions_by_result_type: list[TlsResultTypeSessions] = strawberry.field(
+        description=(
+            "Failed sessions per result type, in result type order, from the failure details; "
+            "reporters do not always make these add up to `failedSessions`."
+        )
+    )
+
+    @classmethod
+    def from_report(cls, point: tls.TlsSessionsDay) -> TlsSessionsPoint:
+        return cls(
+            date=point.day,
+            reports=Long(point.reports),
+            successful_sessions=Long(point.successful_sessions),
+            failed_sessions=Long(point.failed_sessions),
+            failed_sessions_by_result_type=[
+                TlsResultTypeSessions(result_type=result_type, failed_sessions=Long(sessions))
+                for result_type, sessions in point.failed_sessions_by_result_type
+            ],
+        )
+
+
+@strawberry.type(description="The TLS sessions reported for one policy domain over a range.")
+class TlsPolicyDomainSessions:
+    policy_domain: str = strawberry.field(
+        description="The domain whose policy the sessions were evaluated against, in lower case."
+    )
+    successful_sessions: Long = strawberry.field(
+        description="Successful sessions over the range."
+    )
+    failed_sessions: Long = strawberry.field(description="Failed sessions over the range.")
+    days: list[TlsSessionsPoint] = strawberry.field(
+        description="One point per UTC day of the range, zeros included."
+    )
+
+    @classmethod
+    def from_report(cls, sessions: tls.TlsDomainSessions) -> TlsPolicyDomainSessions:
+        return cls(
+            policy_domain=sessions.policy_domain,
+            successful_sessions=Long(sessions.successful_sessions),
+            failed_sessions=Long(sessions.failed_sessions),
+            days=[TlsSessionsPoint.from_report(day) for day in sessions.days],
+        )
+
+
+@strawberry.type(
+    description=(
+        "One failure detail of an SMTP TLS report: sessions that failed in the same way, "
+        "as the reporter grouped them."
+    )
+)
+class TlsFailure:
+    date: datetime.date = strawberry.field(
+        description="The UTC day the report's date range starts on."
+    )
+    report_id: str = strawberry.field(description="The id the reporter gave the report.")
+    reporting_organization: str = strawberry.field(
+        description="The organization that sent the report, as it names itself."
+    )
+    contact_info: str | None = strawberry.field(
+        description="How to reach the reporter, as the report gives it."
+    )
+    policy_domain: str = strawberry.field(description="The policy domain, in lower case.")
+    policy_type: domain.TlsPolicyType = strawberry.field(
+        description="The policy the sessions were evaluated against."
+    )
+    result_type: str = strawberry.field(
+        description="Why the sessions failed, such as \"certificate-expired\" (RFC 8460, 4.3)."
+    )
+    failed_sessions: Long = strawberry.field(description="Sessions that failed this way.")
+    sending_mta_ip: str | None = strawberry.field(
+        description="IP address of the reporter's mail server that attempted the sessions."
+    )
+    receiving_mx_hostname: str | None = strawberry.field(
+        description="Host name of the MX host it connected to."
+    )
+    receiving_mx_helo: str | None = strawberry.field(
+        description="The name the MX host greeted with (HELO or EHLO)."
+    )
+    receiving_ip: str | None = strawberry.field(description="IP address of the MX host.")
+    additional_information: str | None = strawberry.field(
+        description="A URI the reporter gives for more about the failure."
+    )
+    failure_reason_code: str | None = strawberry.field(
+        description="The reporter's own text or code for the failure."
+    )
+
+    @classmethod
+    def from_report(cls, failure: tls.TlsFailure) -> TlsFailure:
+        return cls(
+            date=failure.day,
+            report_id=failure.report_id,
+            reporting_organization=failure.reporting_organization,
+            contact_info=failure.contact_info,
+            policy_domain=failure.policy_domain,
+            policy_type=failure.policy_type,
+            result_type=failure.result_type,
+            failed_sessions=Long(failure.failed_sessions),
+            sending_mta_ip=failure.sending_mta_ip,
+            receiving_mx_hostname=failure.receiving_mx_hostname,
+            receiving_mx_helo=failure.receiving_mx_helo,
+            receiving_ip=failure.receiving_ip,
+            additional_information=failure.additional_information,
+            failure_reason_code=failure.failure_reason_code,
+        )
+
+
+@strawberry.type(
     description=(
         "Reports on the mail that crosses the boundary of the organization the request is "
         "authenticated for. Days are UTC calendar days; ranges include both ends."
@@ -430,6 +598,54 @@ class Query:
                 connector, connector_totals, window, thresholds
             )
         ]
+
+    @resolved_field(
+        description=(
+            "TLS sessions from the SMTP TLS reports (RFC 8460) other organizations sent about "
+            "mail to the organization, per policy domain (in name order) and UTC day. A report "
+            "counts on the day its date range starts, also when the range runs into the next "
+            "day. Sessions are not messages: these figures are never part of message counts."
+        )
+    )
+    async def tls_sessions(
+        self,
+        info: Info,
+        start: StartArgument = None,
+        end: EndArgument = None,
+        policy_domain: PolicyDomainArgument = None,
+    ) -> list[TlsPolicyDomainSessions]:
+        tls_query = _tls_query(info, start, end, policy_domain)
+        sessions = await info.context.loaders.tls_sessions.load(tls_query)
+        return [TlsPolicyDomainSessions.from_report(domain) for domain in sessions]
+
+    @resolved_field(
+        description=(
+            "The failure details of the SMTP TLS reports whose date range starts in the range, "
+            "by day, policy domain, report id and their order in the report."
+        )
+    )
+    async def tls_failures(
+        self,
+        info: Info,
+        start: StartArgument = None,
+        end: EndArgument = None,
+        policy_domain: PolicyDomainArgument = None,
+        result_type: ResultTypeArgument = None,
+    ) -> list[TlsFailure]:
+        tls_query = _tls_query(info, start, end, policy_domain)
+        failures = await info.context.loaders.tls_failures.load(
+            tls.TlsFailureQuery(tls_query, result_type)
+        )
+        return [TlsFailure.from_report(failure) for failure in failures]
+
+
+def _tls_query(
+    info: Info, start: datetime.date | None, end: datetime.date | None, policy_domain: str | None
+) -> tls.TlsQuery:
+    window = info.context.window(start, end)
+    if policy_domain is None:
+        return tls.TlsQuery(window)
+    return tls.TlsQuery(window, tls.check_policy_domain(policy_domain))
 
 
 def _by_name(connectors: list[domain.Connector]) -> list[domain.Connector]:

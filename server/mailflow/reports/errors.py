@@ -39,3 +39,9 @@ class BadIdError(MailflowError):
     """An id is not one that the API handed out."""
 
     code = "BAD_ID"
+
+
+class InvalidPolicyDomainError(MailflowError):
+    """A policy domain argument is not a domain name."""
+
+    code = "INVALID_POLICY_DOMAIN"

@@ -22,6 +22,14 @@ from mailflow.reports.queries import (
     fetch_daily_totals,
 )
 from mailflow.reports.ranges import DateRange
+from mailflow.reports.tls import (
+    TlsDomainSessions,
+    TlsFailure,
+    TlsFailureQuery,
+    TlsQuery,
+    fetch_tls_failures,
+    fetch_tls_sessions,
+)
 from mailflow.store.connection import Connection
 from mailflow.store.organizations import load_connectors
 
@@ -54,6 +62,12 @@ class ReportLoaders:
             self._load_connector_totals
         )
         self.flow_totals = DataLoader[FlowQuery, list[DailyTotal]](self._load_flow_totals)
+        self.tls_sessions = DataLoader[TlsQuery, list[TlsDomainSessions]](
+            self._load_tls_sessions
+        )
+        self.tls_failures = DataLoader[TlsFailureQuery, list[TlsFailure]](
+            self._load_tls_failures
+        )
 
     async def connectors(self) -> list[Connector]:
         """The organization's connectors, read once per request."""
@@ -82,5 +96,19 @@ class ReportLoaders:
                 await fetch_daily_totals(
                     self._connection, self._organization_id, key.window, key.flow_filter
                 )
+                for key in keys
+            ]
+
+    async def _load_tls_sessions(self, keys: Sequence[TlsQuery]) -> list[list[TlsDomainSessions]]:
+        async with self._one_statement_at_a_time:
+            return [
+                await fetch_tls_sessions(self._connection, self._organization_id, key)
+                for key in keys
+            ]
+
+    async def _load_tls_failures(self, keys: Sequence[TlsFailureQuery]) -> list[list[TlsFailure]]:
+        async with self._one_statement_at_a_time:
+            return [
+                await fetch_tls_failures(self._connection, self._organization_id, key)
                 for key in keys
             ]
