@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.conftest import realdata
 
 from mailflow.domain import MessageFact, TlsVersion
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.postfix import ParserStateError, PostfixParser, parse_postfix
 from mailflow.ingest.report import IngestReport
-from tests.conftest import realdata
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POLICY = BoundaryPolicy()

@@ -125,7 +125,7 @@ async def ingest_files(
                "facts": report.facts, "inserted": result.inserted,
                "duplicates": result.duplicates, "problems": len(report.problems)},
     )
-    print(_summary(organization, log_format, report, result, year_from=newest),
+    print(summary(organization, log_format, report, result, year_from=newest),
           file=sys.stderr)
     return report, result
 
@@ -153,7 +153,7 @@ def _read_files(
             report.unrecognized_files.append(display_name(name))
 
 
-def _summary(
+def summary(
     organization: str, log_format: LogFormat, report: IngestReport, result: LoadResult, *,
     year_from: tuple[str, datetime] | None,
 ) -> str:
