@@ -172,6 +172,24 @@ async def test_a_restart_after_the_old_file_went_says_what_was_not_read(
             "start") in capsys.readouterr().err
 
 
+async def test_a_file_replaced_in_place_while_stopped_is_read_from_the_start(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(tls_messages(0, 3))
+    async with following(pool, log):
+        await eventually(lambda: counts(pool), lambda counted: counted == (3, 3))
+    size = log.stat().st_size
+
+    # The same inode, longer than before: only its first bytes tell it is another log.
+    log.write_text(tls_messages(20, 2) + tls_messages(0, 3))
+    async with following(pool, log):
+        await eventually(lambda: counts(pool), lambda counted: counted == (5, 5))
+
+    assert f"was truncated or replaced since the last run: reading it from the start; lines " \
+           f"it held after byte {size} are not read" in capsys.readouterr().err
+
+
 async def test_a_line_too_long_is_counted_and_the_lines_after_it_read(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:

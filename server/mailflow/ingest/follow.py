@@ -11,10 +11,10 @@ saved byte and says that messages open at the stop may be counted without their 
 
 A file is known by its device and inode, and by a hash of its first bytes:
 
-- rename rotation: when the path names another file, the old one is read to its end (the
-  last line too when it has no newline) and the new one from its first byte; a run that
-  starts after a rotation finds the old file by its inode in the same directory and finishes
-  it first;
+- rename rotation: when the path names another file, the old one is read to its end once a
+  poll found nothing new in it (the last line too when it has no newline), then the new one
+  from its first byte; a run that starts after a rotation finds the old file by its inode in
+  the same directory (``mail.log.1``) and finishes it first;
 - copytruncate: a file shorter than the position, or whose first bytes changed, is read again
   from its first byte.
 """
@@ -112,8 +112,8 @@ class TailedFile:
         return (len(head) == position.fingerprint_bytes
                 and hashlib.sha256(head).digest() == position.fingerprint)
 
-    def lines(self, *, to_the_end: bool = False) -> Iterator[tuple[str | None, int]]:
-        """Each complete line available now, None for one too long, with the byte after it.
+    def lines(self, *, to_the_end: bool = False) -> Iterator[str | None]:
+        """Each complete line available now, None for one too long; ``offset`` follows.
 
         ``to_the_end`` takes an unfinished last line too, for a file no one writes anymore.
         """
@@ -125,7 +125,7 @@ class TailedFile:
             self._buffer.clear()
             yield from self._line(rest)
 
-    def _complete_lines(self) -> Iterator[tuple[str | None, int]]:
+    def _complete_lines(self) -> Iterator[str | None]:
         start = 0
         while (newline := self._buffer.find(b"\n", start)) >= 0:
             data = bytes(self._buffer[start : newline + 1])
@@ -138,19 +138,19 @@ class TailedFile:
         del self._buffer[:start]
         if len(self._buffer) > _LONGEST_LINE_BYTES or (self._skipped and self._buffer):
             if not self._skipped:
-                yield None, self.offset
+                yield None
             self._skipped += len(self._buffer)  # not kept: memory stays bounded
             self._buffer.clear()
 
-    def _line(self, data: bytes) -> Iterator[tuple[str | None, int]]:
+    def _line(self, data: bytes) -> Iterator[str | None]:
         self.offset += len(data)
         if len(self._head) < FINGERPRINT_BYTES:
             self._head = self._read_head()
         text = data.decode("utf-8", errors="replace").replace("\0", "")
         if len(text.rstrip("\r\n")) > MAX_LINE_LENGTH:
-            yield None, self.offset
+            yield None
         elif text:
-            yield text, self.offset
+            yield text
 
     def _read_head(self) -> bytes:
         return os.pread(self._file.fileno(), min(self.offset, FINGERPRINT_BYTES), 0)
@@ -196,25 +196,30 @@ class _Follower:
     async def run(self, stop: asyncio.Event) -> None:
         """Read until ``stop`` is set, then commit what was read."""
         while not stop.is_set():
-            await self._read(stop)
+            quiet = not await self._read(stop)
             if stop.is_set():
                 break
-            if self.file.rotated():
-                await self._read(stop, to_the_end=True)
-                self._switch()
-            elif self.file.truncated():
-                log.warning("the followed file was truncated: reading it from the start",
-                            extra={"path": self.path})
+            if self.file.truncated():
+                _warn(f"{self.path} was truncated (copytruncate): reading it from the start")
                 self.file.seek(0)
                 self._started()
-            elif self._batch_age() >= BATCH_SECONDS:
+                continue
+            # The writer may go on in the old file until it reopens the path: wait for a poll
+            # without new lines in it, then read it to the end and take the new file.
+            if quiet and self.file.rotated():
+                await self._read(stop, to_the_end=True)
+                self._switch()
+                continue
+            if self._batch_age() >= BATCH_SECONDS:
                 await self.commit()
-            else:
-                await _wait(stop, POLL_SECONDS)
+            await _wait(stop, POLL_SECONDS)
         await self.commit()
 
-    async def _read(self, stop: asyncio.Event, *, to_the_end: bool = False) -> None:
-        for line, _ in self.file.lines(to_the_end=to_the_end):
+    async def _read(self, stop: asyncio.Event, *, to_the_end: bool = False) -> int:
+        """Feed the lines there are now to the parser, committing full batches; how many."""
+        count = 0
+        for line in self.file.lines(to_the_end=to_the_end):
+            count += 1
             self._started()
             if line is None:
                 self.report.lines += 1
@@ -224,7 +229,8 @@ class _Follower:
             if len(self.pending) >= self.batch_size or self._batch_age() >= BATCH_SECONDS:
                 await self.commit()
             if stop.is_set():
-                return
+                break
+        return count
 
     def _switch(self) -> None:
         """Go on with the new file at the path, from its first byte."""
@@ -233,7 +239,7 @@ class _Follower:
         except CannotFollowError:
             return  # replaced again in between, or unreadable for now: try at the next poll
         log.info("the followed file was rotated: reading the new one from the start",
-                 extra={"path": self.path})
+                 extra={"path": self.path, "offset": self.file.offset})
         self.file.close()
         self.file = new
         self._started()
@@ -327,7 +333,8 @@ def _resume(path: str, saved: FollowPosition | None) -> TailedFile:
             current.seek(saved.offset)
         else:
             _warn(f"{path} was truncated or replaced since the last run: reading it from the "
-                  "start (facts already loaded are not counted twice)")
+                  f"start; lines it held after byte {saved.offset} are not read: load its copy, "
+                  "if any, with 'mailflow ingest postfix' (nothing is counted twice)")
         return current
     rotated = _rotated_file(path, saved)
     if rotated is not None:
@@ -336,7 +343,8 @@ def _resume(path: str, saved: FollowPosition | None) -> TailedFile:
         return rotated
     _warn(f"{path} was rotated since the last run and the file it was is no longer in "
           f"{os.path.dirname(path)} under any name: lines written to it after byte "
-          f"{saved.offset} were not read; reading {path} from the start")
+          f"{saved.offset} were not read; reading {path} from the start (load the rotated file "
+          "with 'mailflow ingest postfix' to add them: nothing is counted twice)")
     return current
 
 
