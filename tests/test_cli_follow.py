@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,44 +52,51 @@ async def facts_and_position(database_url: str) -> tuple[int, int, int | None]:
         await connection.close()
 
 
-async def test_a_follower_killed_and_started_again_counts_every_message_once(
+async def test_a_follower_killed_while_catching_up_then_started_again_counts_each_once(
     env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "mail.log"
-    log.write_text(tls_messages(0, 1500))
+    log.write_text(tls_messages(0, 1100))  # more than one batch of 1,000 facts
 
-    def probe() -> Awaitable[tuple[int, int, int | None]]:
-        return facts_and_position(database_url)
-
-    # Killed while it catches up, wherever that lands: between batches or inside one.
+    # Killed once something is committed, wherever that lands: between batches or inside one.
     with follower(env, log) as process:
-        await eventually(probe, lambda counted: counted[0] > 0)
+        await eventually(lambda: facts_and_position(database_url), lambda got: got[0] > 0)
         process.kill()
-
-    # Killed with a message open: its client= and TLS lines read, its queueing not yet.
-    straddling = tls_message(3000, version="TLSv1.2")
-    with log.open("a") as file:
-        file.write("".join(straddling[:3]))
-    size = log.stat().st_size
     with follower(env, log) as process:
-        await eventually(probe, lambda counted: counted == (1500, 1500, size))
+        await eventually(lambda: facts_and_position(database_url),
+                         lambda got: got == (1100, 1100, log.stat().st_size))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(TIMEOUT) == 0
+
+
+async def test_a_message_whose_lines_straddle_a_kill_is_counted_once_with_its_tls(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "mail.log"
+    straddling = tls_message(10, version="TLSv1.2")
+    log.write_text(tls_messages(0, 3) + "".join(straddling[:3]))
+
+    # Killed with the message open: its TLS and client= lines committed, its queueing not yet.
+    with follower(env, log) as process:
+        await eventually(lambda: facts_and_position(database_url),
+                         lambda got: got == (3, 3, log.stat().st_size))
         process.kill()
-
     with log.open("a") as file:
-        file.write("".join(straddling[3:]) + tls_messages(1500, 5))
+        file.write("".join(straddling[3:]) + tls_messages(3, 2))
     with follower(env, log) as process:
-        await eventually(probe, lambda counted: counted[:2] == (1506, 1506))
+        await eventually(lambda: facts_and_position(database_url),
+                         lambda got: got == (6, 6, log.stat().st_size))
         process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT) == 0
 
     connection = await asyncpg.connect(database_url)
     try:
-        version = await connection.fetchval(
+        versions = await connection.fetch(
             "SELECT tls_version::text FROM message_facts "
-            "WHERE source_key LIKE 'postfix:mx1:F0003000:%'")
+            "WHERE source_key LIKE 'postfix:mx1:F0000010:%'")
     finally:
         await connection.close()
-    assert version == "TLS1_2"
+    assert [row[0] for row in versions] == ["TLS1_2"]
 
 
 async def test_sigterm_stops_after_committing_and_prints_the_summary(
