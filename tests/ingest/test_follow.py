@@ -11,12 +11,16 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from tests.conftest import realdata
 from tests.ingest.follow_helpers import TIMEOUT, eventually, tls_message, tls_messages
 
 from mailflow.ingest import follow
 from mailflow.ingest.follow import CannotFollowError, follow_postfix_file
+from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.pipeline import LoadResult
+from mailflow.ingest.postfix import PostfixParser
 from mailflow.ingest.report import IngestReport
+from mailflow.ingest.run import ingest_postfix_files
 
 
 async def counts(pool: asyncpg.Pool) -> tuple[int, int]:
@@ -31,12 +35,12 @@ async def counts(pool: asyncpg.Pool) -> tuple[int, int]:
 
 @asynccontextmanager
 async def following(
-    pool: asyncpg.Pool, path: Path, *, batch_size: int = 1000
+    pool: asyncpg.Pool, path: Path, *, batch_size: int = 1000, organization: str = "acme"
 ) -> AsyncIterator[asyncio.Task[tuple[IngestReport, LoadResult]]]:
     """A follower running in the background until the block ends; then stopped cleanly."""
     stop = asyncio.Event()
     task = asyncio.create_task(
-        follow_postfix_file(pool, "acme", str(path), year=2021, batch_size=batch_size,
+        follow_postfix_file(pool, organization, str(path), year=2021, batch_size=batch_size,
                             stop=stop))
     try:
         yield task
@@ -232,6 +236,19 @@ async def test_standard_input_and_gzip_files_cannot_be_followed(
         await follow_postfix_file(pool, "acme", str(compressed), year=2021)
 
 
+def split_with_messages_open(log: bytes) -> int:
+    """The end of the first line past the middle of ``log`` after which a message is open."""
+    parser = PostfixParser(policy=BoundaryPolicy(), year=2021, reference_time=None,
+                           report=IngestReport())
+    offset = 0
+    for line in log.splitlines(keepends=True):
+        parser.feed(line.decode(errors="replace"))
+        offset += len(line)
+        if offset > len(log) // 2 and parser.open_messages:
+            return offset
+    raise AssertionError("no message is open after the middle of the log")
+
+
 async def tls_of(pool: asyncpg.Pool, queue_id: str) -> str:
     """The TLS version of the one inbound fact of a queue id."""
     versions = await pool.fetch(
@@ -241,7 +258,62 @@ async def tls_of(pool: asyncpg.Pool, queue_id: str) -> str:
     return str(versions[0][0])
 
 
-async def saved_offset(pool: asyncpg.Pool) -> int | None:
-    offset: int | None = await pool.fetchval("SELECT byte_offset FROM follow_positions")
-    return offset
+async def saved_offset(pool: asyncpg.Pool, organization: str = "acme") -> int | None:
+    place = await saved_place(pool, organization)
+    return None if place is None else place[1]
 
+
+async def saved_place(pool: asyncpg.Pool, organization: str) -> tuple[int, int] | None:
+    """The inode and byte offset saved for the organization's followed file."""
+    row = await pool.fetchrow(
+        "SELECT inode, byte_offset FROM follow_positions p "
+        "JOIN organizations o ON o.id = p.organization_id WHERE o.name = $1", organization)
+    return None if row is None else (int(row[0]), row[1])
+
+
+async def facts_of(pool: asyncpg.Pool, organization: str) -> list[tuple[object, ...]]:
+    """What the organization's facts and rollups say, sorted, without the organization."""
+    facts = await pool.fetch(
+        "SELECT source_key, occurred_at, direction::text, tls_version::text, tls_cipher, "
+        "sender_domain, recipients, size_bytes FROM message_facts f "
+        "JOIN organizations o ON o.id = f.organization_id WHERE o.name = $1", organization)
+    rollups = await pool.fetch(
+        "SELECT day, direction::text, tls_version::text, messages, recipients, bytes "
+        "FROM daily_rollups r JOIN organizations o ON o.id = r.organization_id "
+        "WHERE o.name = $1", organization)
+    return sorted(tuple(row) for row in facts) + sorted(tuple(row) for row in rollups)
+
+
+
+@pytest.mark.realdata
+async def test_the_real_relay_log_followed_through_a_restart_and_a_rotation_gives_the_ingest_facts(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    rotated_out = realdata("postfix", "relay-2021-mail.log.1").read_bytes()
+    current = realdata("postfix", "relay-2021-mail.log").read_bytes()
+    (tmp_path / "old").write_bytes(rotated_out)
+    (tmp_path / "new").write_bytes(current)
+    await ingest_postfix_files(pool, "batch", [str(tmp_path / "old"), str(tmp_path / "new")],
+                               year=2021, progress=False)
+
+    log = tmp_path / "mail.log"
+    half = split_with_messages_open(rotated_out)
+    log.write_bytes(rotated_out[:half])
+    async with following(pool, log, organization="followed"):
+        await eventually(lambda: saved_offset(pool, "followed"), lambda offset: offset == half)
+    # Stopped in the middle of the first day with messages open; then the rest, the rotation.
+    assert await pool.fetchval(
+        "SELECT jsonb_array_length(parser_state->'messages') FROM follow_positions") > 0
+    async with following(pool, log, organization="followed"):
+        with log.open("ab") as file:
+            file.write(rotated_out[half:])
+        await eventually(lambda: saved_offset(pool, "followed"),
+                         lambda offset: offset == len(rotated_out))
+        log.rename(tmp_path / "mail.log.1")
+        log.write_bytes(current)
+        await eventually(lambda: saved_place(pool, "followed"),
+                         lambda place: place == (log.stat().st_ino, len(current)))
+
+    followed, batch = await facts_of(pool, "followed"), await facts_of(pool, "batch")
+    assert len(batch) > 100  # both days' inbound and outbound mail
+    assert followed == batch
