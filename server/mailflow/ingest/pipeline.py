@@ -80,8 +80,9 @@ async def load_batch(
     with the facts or not at all.
     """
     # New partitions lock message_facts until commit: create them in a short transaction.
-    async with connection.transaction():
-        await ensure_partitions(connection, months_of(batch))
+    if batch:
+        async with connection.transaction():
+            await ensure_partitions(connection, months_of(batch))
 
     # A day spread over many batches is recounted by each: simple and always exact, at the
     # price of rereading that day's facts once per batch.

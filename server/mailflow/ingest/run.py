@@ -157,6 +157,7 @@ def summary(
     organization: str, log_format: LogFormat, report: IngestReport, result: LoadResult, *,
     year_from: tuple[str, datetime] | None,
 ) -> str:
+    """What an ingest read and stored, and what went wrong, for people (printed on stderr)."""
     lines = [
         f"{organization}: read {plural(report.lines, 'line')}, "
         f"found {plural(report.facts, 'message fact')}"
