@@ -12,10 +12,10 @@ INSERT INTO follow_positions (
 )
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, now())
 ON CONFLICT (organization_id, path) DO UPDATE
-SET device = excluded.device,
-    inode = excluded.inode,
-    byte_offset = excluded.byte_offset,
-    fingerprint = excluded.fingerprint,
-    fingerprint_bytes = excluded.fingerprint_bytes,
-    parser_state = excluded.parser_state,
-    updated_at = excluded.updated_at
+SET device = EXCLUDED.device,
+    inode = EXCLUDED.inode,
+    byte_offset = EXCLUDED.byte_offset,
+    fingerprint = EXCLUDED.fingerprint,
+    fingerprint_bytes = EXCLUDED.fingerprint_bytes,
+    parser_state = EXCLUDED.parser_state,
+    updated_at = EXCLUDED.updated_at

@@ -263,6 +263,9 @@ class _Follower:
                              path=self.path, position=position),
             )
         self.committed.add(stored)
+        log.debug("committed a batch and the position after it",
+                  extra={"organization_id": self.organization_id, "offset": position.offset,
+                         "inserted": stored.inserted, "duplicates": stored.duplicates})
         self.pending = []
         self.batch_started = None
 
@@ -290,6 +293,9 @@ async def follow_postfix_file(
     parser = _parser(policy, year, modified, report, saved)
     follower = _Follower(pool, organization_id, path, _resume(path, saved), parser,
                          classifier.assign, report, batch_size, LoadResult(), [])
+    log.info("following a log", extra={"organization_id": organization_id, "path": path,
+                                        "offset": follower.file.offset,
+                                        "open_messages": parser.open_messages})
     stop = stop or asyncio.Event()
     try:
         with _stopping_on_signals(stop):
