@@ -244,11 +244,38 @@ def ingest_postfix(
         min=1970, max=9998,
         help="Year of the first line for syslog time stamps without one; "
              "default: from the files' modification time.")] = None,
+    follow: Annotated[bool, typer.Option(
+        "--follow", help="Keep reading one FILE as it grows, through log rotation, until "
+                         "SIGINT or SIGTERM; a later run resumes where this one stopped.")] = False,
 ) -> None:
     """Load Postfix logs: one fact per message crossing the boundary, rollups refreshed."""
     from mailflow.ingest.run import postfix_format
 
-    _ingest(org, files, postfix_format(year))
+    if follow:
+        _follow(org, files, year)
+    else:
+        _ingest(org, files, postfix_format(year))
+
+
+def _follow(org: str, files: list[str], year: int | None) -> None:
+    """Follow one growing Postfix log into ``org`` until stopped by a signal."""
+    from mailflow.ingest.follow import follow_postfix_file
+
+    _refuse_demo_name(org)
+    if len(files) != 1:
+        typer.echo(f"mailflow: error: --follow reads one file, not {len(files)} "
+                   f"({' '.join(files)}): run one 'ingest postfix --follow' per file", err=True)
+        raise typer.Exit(2)
+    if files[0] == "-":
+        typer.echo("mailflow: error: standard input cannot be followed: give the log file's "
+                   "name, or leave out --follow to read standard input once", err=True)
+        raise typer.Exit(2)
+    _check_files(files)
+
+    async def work(pool: Any) -> None:
+        await follow_postfix_file(pool, org, files[0], year=year)
+
+    _run(lambda: _with_database(work))
 
 
 @ingest_app.command("exim")
@@ -305,16 +332,6 @@ def ingest_tlsrpt(
         raise typer.Exit(1)  # the summary has named the files that were not loaded
 
 
-def _check_files(files: list[str]) -> None:
-    """Stop before any work when a named file does not exist or is a directory."""
-    for name in files:
-        path = Path(name)
-        if name != "-" and (path.is_dir() or not path.exists()):
-            problem = "is a directory" if path.is_dir() else "no such file"
-            typer.echo(f"mailflow: error: {name}: {problem}", err=True)
-            raise typer.Exit(2)
-
-
 def _ingest(org: str, files: list[str], log_format: Any) -> None:
     """Load ``files`` in ``log_format`` (a mailflow.ingest.run.LogFormat) into ``org``."""
     from mailflow.ingest.run import ingest_files
@@ -329,6 +346,16 @@ def _ingest(org: str, files: list[str], log_format: Any) -> None:
 
     if _run(lambda: _with_database(work)):
         raise typer.Exit(1)  # the summary has listed unreadable files or rejected records
+
+
+def _check_files(files: list[str]) -> None:
+    """Exit 2 naming the first file that does not exist or is a directory ('-' is stdin)."""
+    for name in files:
+        path = Path(name)
+        if name != "-" and (path.is_dir() or not path.exists()):
+            problem = "is a directory" if path.is_dir() else "no such file"
+            typer.echo(f"mailflow: error: {name}: {problem}", err=True)
+            raise typer.Exit(2)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
-from mailflow.ingest.pipeline import LoadResult, load_facts
+from mailflow.ingest.pipeline import LoadResult, load_batch, load_facts
 from mailflow.store.facts import InvalidMessageFactError, StoreResult
 
 MakeFact = Callable[..., MessageFact]
@@ -345,3 +345,20 @@ async def test_a_batch_size_below_one_is_rejected(
 
     with pytest.raises(ValueError, match="batch_size must be at least 1, not 0"):
         await load_facts(pool, organization_id, [], batch_size=0)
+
+
+async def test_a_batch_whose_last_step_fails_stores_no_fact_and_no_rollup(
+    pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact
+) -> None:
+    organization_id = await new_organization()
+
+    async def fail(connection: object) -> None:
+        raise RuntimeError("the follow position could not be saved")
+
+    async with pool.acquire() as connection:
+        with pytest.raises(RuntimeError, match="could not be saved"):
+            await load_batch(connection, organization_id,
+                             [make_fact("lost", "2026-03-01T12:00:00")], then=fail)
+
+    assert await pool.fetchval("SELECT count(*) FROM message_facts") == 0
+    assert await pool.fetchval("SELECT count(*) FROM daily_rollups") == 0

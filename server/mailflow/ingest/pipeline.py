@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -57,7 +57,7 @@ async def load_facts(
         if classify is not None:
             batch = [classify(fact) for fact in batch]
         async with pool.acquire() as connection:
-            stored = await _load_batch(connection, organization_id, batch)
+            stored = await load_batch(connection, organization_id, batch)
             # Counted before the connection goes back: a cancellation there loses no count.
             result.add(stored)
             log.debug(
@@ -70,18 +70,27 @@ async def load_facts(
     return result
 
 
-async def _load_batch(
-    connection: Connection, organization_id: int, batch: list[MessageFact]
+async def load_batch(
+    connection: Connection, organization_id: int, batch: list[MessageFact], *,
+    then: Callable[[Connection], Awaitable[None]] | None = None,
 ) -> StoreResult:
+    """Store one batch and refresh its days' rollups in one transaction.
+
+    ``then`` runs last in that transaction, so what it writes (a follow position) commits
+    with the facts or not at all.
+    """
     # New partitions lock message_facts until commit: create them in a short transaction.
-    async with connection.transaction():
-        await ensure_partitions(connection, months_of(batch))
+    if batch:
+        async with connection.transaction():
+            await ensure_partitions(connection, months_of(batch))
 
     # A day spread over many batches is recounted by each: simple and always exact, at the
     # price of rereading that day's facts once per batch.
     async with connection.transaction():
         stored = await store_facts(connection, organization_id, batch)
         await refresh_rollups(connection, organization_id, stored.touched_days)
+        if then is not None:
+            await then(connection)
     return stored
 
 

@@ -25,6 +25,9 @@ and logs TLS once per connection, tied to the message only by the process id:
 
 Facts are emitted when qmgr logs ``QID: removed`` and at the end of input; state is
 kept per open queue id and per live smtpd session or smtp connection only.
+:class:`PostfixParser` reads a log that is still being written: input ending is not the
+log ending, and its state (the open messages, sessions and connections, and the clock)
+can be saved with the position it belongs to and taken up again by a later run.
 Classic syslog timestamps have no zone and are taken as UTC (see
 :class:`~mailflow.ingest.syslog.SyslogClock`); every datetime emitted is UTC.
 
@@ -42,14 +45,23 @@ a fact whose key would be too long to index is skipped.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
+from mailflow.errors import MailflowError
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.report import IngestReport
-from mailflow.ingest.syslog import SyslogClock, TimestampOutOfRangeError, split_syslog_line
+from mailflow.ingest.syslog import (
+    ClockState,
+    SyslogClock,
+    TimestampOutOfRangeError,
+    split_syslog_line,
+)
 from mailflow.store.facts import MAX_RECIPIENTS, MAX_SOURCE_KEY_BYTES
 
 MALFORMED = "malformed postfix line"
@@ -111,6 +123,44 @@ def parse_postfix(
     yield from _PostfixReader(policy, clock, report).stream(lines)
 
 
+class ParserStateError(MailflowError, ValueError):
+    """A saved parser state that this version of the parser cannot take up."""
+
+    code = "INVALID_PARSER_STATE"
+
+
+class PostfixParser:
+    """Postfix lines to message facts, fed as the log grows, with a state to save and restore.
+
+    Unlike :func:`parse_postfix`, running out of lines does not end the log: a message still
+    open stays open, in :meth:`state`, until later lines (fed now or after a restart with
+    ``state=``) complete it. Feeding the lines after a saved state to a parser restored from
+    it gives the facts a parser fed every line would have given.
+    """
+
+    def __init__(
+        self, *, policy: BoundaryPolicy, year: int | None, reference_time: datetime | None,
+        report: IngestReport, state: Mapping[str, Any] | None = None,
+    ) -> None:
+        clock = SyslogClock(year=year, reference_time=reference_time)
+        self._reader = _PostfixReader(policy, clock, report)
+        if state is not None:
+            self._reader.restore(_read_state(state))
+
+    def feed(self, line: str) -> list[MessageFact]:
+        """The facts that this line completes."""
+        return list(self._reader.stream((line,), finish=False))
+
+    def state(self) -> dict[str, Any]:
+        """Everything the parser holds about messages not yet complete, as JSON values."""
+        return _STATE.dump_python(self._reader.snapshot(), mode="json")  # type: ignore[no-any-return]
+
+    @property
+    def open_messages(self) -> int:
+        """Queue ids whose facts wait for more lines."""
+        return self._reader.open_messages
+
+
 @dataclass(slots=True)
 class _Handshake:
     """A TLS handshake logged by one smtpd or smtp process."""
@@ -152,6 +202,37 @@ class _Message:
     deliveries: dict[str, _Delivery] = field(default_factory=dict)
 
 
+STATE_VERSION = 1  # raise when the dataclasses of the state change
+
+
+@dataclass(slots=True)
+class _ReaderState:
+    """What :class:`_PostfixReader` carries from one line to the next."""
+
+    version: int
+    clock: ClockState
+    next_sweep: datetime
+    messages: list[tuple[str, _Message]]
+    sessions: list[tuple[str, str, _Handshake]]
+    connections: list[tuple[str, str, _Handshake]]
+
+
+_STATE = TypeAdapter(_ReaderState)
+
+
+def _read_state(state: Mapping[str, Any]) -> _ReaderState:
+    version = state.get("version")
+    if version != STATE_VERSION:
+        raise ParserStateError(
+            f"the saved Postfix parser state is of version {version!r}; "
+            f"this parser reads version {STATE_VERSION}"
+        )
+    try:
+        return _STATE.validate_python(state)
+    except ValidationError as error:
+        raise ParserStateError(f"the saved Postfix parser state is unreadable: {error}") from None
+
+
 class _PostfixReader:
     """Follows messages, sessions and connections through the lines of one log stream."""
 
@@ -166,7 +247,7 @@ class _PostfixReader:
         self._next_sweep = _EARLIEST
         self._stamp: str | None = None
         self._stamp_time = _EARLIEST
-        self._lines = 0  # added to report.lines so far
+        self._lines = 0  # added to report.lines so far by the current stream()
         self._ready: list[MessageFact] = []
         self._handlers: dict[str, Callable[[str, str, str, str], None]] = {
             "smtpd": self._smtpd,
@@ -176,12 +257,12 @@ class _PostfixReader:
             **{agent: self._local_agent for agent in _LOCAL_AGENTS},
         }
 
-    def stream(self, lines: Iterable[str]) -> Iterator[MessageFact]:
-        """Facts in the order the lines complete them, then those still open at the end."""
+    def stream(self, lines: Iterable[str], *, finish: bool = True) -> Iterator[MessageFact]:
+        """Facts in the order the lines complete them, then (``finish``) those still open."""
         handlers = self._handlers
         report = self._report
         month_name = self._clock.month_name
-        count = 0
+        count = self._lines = 0
         try:
             for count, line in enumerate(lines, 1):
                 if "\x00" in line:
@@ -209,10 +290,35 @@ class _PostfixReader:
                     ready, self._ready = self._ready, []
                     yield from ready
             self._count_lines(count)
-            yield from self._finish()
+            if finish:
+                yield from self._finish()
         finally:
             self._count_lines(count)
             report.assumed_year = self._clock.assumed_year
+
+    @property
+    def open_messages(self) -> int:
+        return len(self._messages)
+
+    def snapshot(self) -> _ReaderState:
+        """The state to take up again with :meth:`restore`."""
+        return _ReaderState(
+            version=STATE_VERSION,
+            clock=self._clock.state(),
+            next_sweep=self._next_sweep,
+            messages=[(host, message) for (host, _), message in self._messages.items()],
+            sessions=[(*key, handshake) for key, handshake in self._sessions.items()],
+            connections=[(*key, handshake) for key, handshake in self._connections.items()],
+        )
+
+    def restore(self, state: _ReaderState) -> None:
+        """Go on from ``state``; a handshake shared by a session and a message becomes two
+        equal ones, which changes no fact (only a session's copy is ever updated)."""
+        self._clock = SyslogClock.restored(state.clock)
+        self._next_sweep = state.next_sweep
+        self._messages = {(host, message.queue_id): message for host, message in state.messages}
+        self._sessions = {(host, tag): handshake for host, tag, handshake in state.sessions}
+        self._connections = {(host, tag): handshake for host, tag, handshake in state.connections}
 
     def _count_lines(self, count: int) -> None:
         """Bring ``report.lines`` up to date: others may count lines there too."""

@@ -137,7 +137,7 @@ async def ingest_files(
                "facts": report.facts, "inserted": result.inserted,
                "duplicates": result.duplicates, "problems": len(report.problems)},
     )
-    print(_summary(organization, log_format, report, result, year_from=newest),
+    print(summary(organization, log_format, report, result, year_from=newest),
           file=sys.stderr)
     return report, result
 
@@ -165,10 +165,11 @@ def _read_files(
             report.unrecognized_files.append(display_name(name))
 
 
-def _summary(
+def summary(
     organization: str, log_format: LogFormat, report: IngestReport, result: LoadResult, *,
     year_from: tuple[str, datetime] | None,
 ) -> str:
+    """What an ingest read and stored, and what went wrong, for people (printed on stderr)."""
     lines = [
         f"{organization}: read {plural(report.lines, 'line')}, "
         f"found {plural(report.facts, 'message fact')}"

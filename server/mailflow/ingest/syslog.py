@@ -9,6 +9,7 @@ Three line shapes are read::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import MAXYEAR, MINYEAR, UTC, datetime, timedelta
 
 MONTHS = {
@@ -85,6 +86,17 @@ def program_and_pid(tag: str) -> tuple[str, str]:
     return tag[:bracket], tag[bracket + 1 : -1]
 
 
+@dataclass(frozen=True, slots=True)
+class ClockState:
+    """Where a :class:`SyslogClock` stands in the calendar, to carry it over to a later run."""
+
+    year: int | None
+    assumed_year: int | None
+    reference: datetime
+    month: int
+    month_name: str
+
+
 class SyslogClock:
     """Reads syslog timestamps as timezone-aware UTC datetimes.
 
@@ -111,6 +123,20 @@ class SyslogClock:
         self._month_name = ""
         self._last_stamp: str | None = None
         self._last_value = datetime.min.replace(tzinfo=UTC)
+
+    @classmethod
+    def restored(cls, state: ClockState) -> SyslogClock:
+        """A clock that goes on from where ``state`` was taken."""
+        clock = cls(year=state.year, reference_time=state.reference)
+        clock._assumed_year = state.assumed_year
+        clock._month = state.month
+        clock._month_name = state.month_name
+        return clock
+
+    def state(self) -> ClockState:
+        """Where the clock stands now, for :meth:`restored`."""
+        return ClockState(self._year, self._assumed_year, self._reference, self._month,
+                          self._month_name)
 
     @property
     def assumed_year(self) -> int | None:
