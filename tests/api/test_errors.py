@@ -139,3 +139,17 @@ async def test_a_body_that_is_no_graphql_request_is_a_bad_request(api: Api) -> N
     assert 'must be a JSON object with a "query" string' in error["message"]
     assert no_query.status_code == 400
     assert no_query.json()["errors"][0]["extensions"] == {"code": "BAD_REQUEST"}
+
+
+async def test_a_null_variable_for_an_argument_that_cannot_be_null_is_bad_user_input(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    query = "query ($t: Float) { insights(noTlsThreshold: $t) { kind } }"
+
+    with caplog.at_level(logging.ERROR, logger="mailflow.api"):
+        error = await api.error(query, {"t": None})
+
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "noTlsThreshold" in error["message"]
+    assert "null" in error["message"] or "None" in error["message"]
+    assert not [record for record in caplog.records if record.name == "mailflow.api"]

@@ -2,7 +2,7 @@
 
 Domain errors (MailflowError) keep their text and code. graphql-core's own errors keep their
 text: GRAPHQL_PARSE_FAILED for syntax, GRAPHQL_VALIDATION_FAILED for a document that does not
-fit the schema, BAD_USER_INPUT for variables that do not fit their types. Anything else is a
+fit the schema, BAD_USER_INPUT for variables and arguments that do not fit their types. Anything else is a
 bug or an outage: the client gets "Internal server error" and a request id, the log gets the
 exception. No stack trace, SQL or data of another organization ever reaches a client.
 """
@@ -63,7 +63,9 @@ def client_error(error: GraphQLError, *, executing: bool, request_id: str | None
         return _with_code(error, error.message, PARSE_FAILED)
     if not executing:
         return _with_code(error, error.message, VALIDATION_FAILED)
-    if error.path is None:
+    if error.path is None or isinstance(cause, GraphQLError):
+        # graphql-core's own error at a field is an argument that does not fit its type,
+        # such as a null variable given to a non-null argument.
         return _with_code(error, error.message, BAD_USER_INPUT)
     return internal_error(error, request_id)
 
