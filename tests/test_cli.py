@@ -61,9 +61,11 @@ def test_the_demo_organization_name_is_reserved(database_url: str, tmp_path: Pat
     env = {"DATABASE_URL": database_url}
     applied = run(env, "org", "apply", str(file))
     ingested = run(env, "ingest", "postfix", "--org", "demo", "-", stdin="")
-    for result in (applied, ingested):
+    pusher = run(env, "token", "create", "--org", "DEMO", "--role", "ingest")
+    for result in (applied, ingested, pusher):
         assert result.returncode == 2
         assert "reserved for the demo" in result.stderr
+        assert not result.stdout
 
 
 def test_organization_names_ignore_case(database_url: str, tmp_path: Path) -> None:

@@ -175,6 +175,8 @@ def token_create(
     except MailflowError as error:
         typer.echo(f"mailflow: error: {error}", err=True)
         raise typer.Exit(2) from None
+    if role is TokenRole.INGEST:
+        _refuse_demo_name(org)  # the demo's traffic is generated, like 'ingest' refuses it
     expires_at = None
     if expires_in_days is not None:
         expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
