@@ -495,3 +495,39 @@ def test_the_readme_example_organization_file_is_valid() -> None:
     config = parse_organization(example)
 
     assert config.connectors[-1].routes == ("dnslookup_vpn", "remote_smtp_smarthost")
+
+
+def test_yaml_aliases_are_refused_before_they_expand() -> None:
+    laughs = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for name, previous in zip("bcdefghi", "abcdefgh", strict=True):
+        laughs.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    text = "organization: acme\nx:\n" + "\n".join(f"  {line}" for line in laughs)
+    text += "\naccepted_domains: *i\n"
+
+    with pytest.raises(OrganizationFileError) as raised:
+        parse_organization(text)
+
+    message = str(raised.value)
+    assert "alias *a is not accepted" in message
+    assert "line 4" in message
+    assert len(message) < 300
+
+
+def test_a_long_bad_value_is_shown_shortened_with_its_length() -> None:
+    name = "x" * 1000
+
+    with pytest.raises(OrganizationFileError) as raised:
+        parse_organization(f"organization: acme\nconnectors:\n  - name: {name}\n"
+                           "    direction: sideways\n    kind: partner\n")
+
+    message = str(raised.value)
+    assert "1002 characters" in message
+    assert "sideways" in message
+    assert len(message) < 600
+
+
+def test_an_organization_file_of_over_a_million_characters_is_refused() -> None:
+    text = "organization: acme\n# " + "x" * 1_000_000 + "\n"
+
+    with pytest.raises(OrganizationFileError, match="at most 1000000 are accepted"):
+        parse_organization(text)

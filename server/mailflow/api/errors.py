@@ -2,9 +2,10 @@
 
 Domain errors (MailflowError) keep their text and code. graphql-core's own errors keep their
 text: GRAPHQL_PARSE_FAILED for syntax, GRAPHQL_VALIDATION_FAILED for a document that does not
-fit the schema, BAD_USER_INPUT for variables and arguments that do not fit their types. Anything else is a
-bug or an outage: the client gets "Internal server error" and a request id, the log gets the
-exception. No stack trace, SQL or data of another organization ever reaches a client.
+fit the schema, BAD_USER_INPUT for variables and arguments that do not fit their types.
+Anything else is a bug or an outage: the client gets "Internal server error" and a request id,
+the log gets the exception. No stack trace, SQL or data of another organization ever
+reaches a client.
 """
 
 from __future__ import annotations

@@ -57,12 +57,12 @@ def normalize_domain(value: str) -> str:
     domain = value.strip().lower().rstrip(".")
     if not domain.isascii():
         raise ValueError(
-            f"{value!r} is not an ASCII domain; write internationalized domains "
+            f"{shown(value)} is not an ASCII domain; write internationalized domains "
             "in their xn-- form"
         )
     if len(domain) > 253 or DOMAIN.match(domain) is None:
         raise ValueError(
-            f"{value!r} is not a domain; expected a name such as 'example.com', "
+            f"{shown(value)} is not a domain; expected a name such as 'example.com', "
             "or '*.example.com' for its subdomains"
         )
     return domain
@@ -78,10 +78,10 @@ def normalize_network(value: str) -> Network:
         network = ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
         raise ValueError(
-            f"{value!r} is not an IP address or CIDR range; expected for example "
+            f"{shown(value)} is not an IP address or CIDR range; expected for example "
             "'192.0.2.0/24', '192.0.2.7' or '2001:db8::/32'"
         ) from None
-    raise ValueError(f"{value!r} has host bits set; did you mean '{network}'?")
+    raise ValueError(f"{shown(value)} has host bits set; did you mean '{network}'?")
 
 
 def _unmapped(network: Network) -> Network:
@@ -111,7 +111,7 @@ def normalize_smart_host(value: str) -> str:
         pass
     if len(host) > 253 or HOST_NAME.match(host) is None:
         raise ValueError(
-            f"{value!r} is not a host name or IP address; expected for example "
+            f"{shown(value)} is not a host name or IP address; expected for example "
             "'smtp.example.com' or '192.0.2.25' (no port, no wildcard)"
         )
     return host
@@ -136,7 +136,7 @@ def _choice(value: object, accepted: Sequence[str]) -> str:
         if candidate in accepted:
             return candidate
     names = ", ".join(choice.lower() for choice in accepted)
-    raise ValueError(f"{value!r} is not one of {names}")
+    raise ValueError(f"{shown(value)} is not one of {names}")
 
 
 SmartHost = Annotated[StrictStr, AfterValidator(normalize_smart_host)]
@@ -147,7 +147,7 @@ def normalize_route(value: str) -> str:
     route = value.strip()
     if not 1 <= len(route) <= MAX_ROUTE_NAME or not route.isprintable():
         raise ValueError(
-            f"{value!r} is not a route name; expected the name the mail server gives a route, "
+            f"{shown(value)} is not a route name; expected the name the mail server gives a route, "
             f"such as an Exim router or transport ('remote_smtp') or an Exchange connector, "
             f"1 to {MAX_ROUTE_NAME} printable characters"
         )
@@ -183,7 +183,7 @@ class ConnectorConfig(BaseModel):
     def _check_name(cls, value: str) -> str:
         name = value.strip()
         if not 1 <= len(name) <= 200:
-            raise ValueError(f"{value!r} is not a connector name; use 1 to 200 characters")
+            raise ValueError(f"{shown(value)} is not a connector name; use 1 to 200 characters")
         return name
 
     @field_validator("direction", mode="before")
@@ -257,7 +257,7 @@ class OrganizationConfig(BaseModel):
     def _check_organization(cls, value: str) -> str:
         if ORGANIZATION_NAME.match(value) is None:
             raise ValueError(
-                f"{value!r} is not a valid organization name; {ORGANIZATION_NAME_RULE}"
+                f"{shown(value)} is not a valid organization name; {ORGANIZATION_NAME_RULE}"
             )
         return value
 
@@ -287,7 +287,7 @@ class OrganizationConfig(BaseModel):
             first = seen.setdefault(connector.name.casefold(), index)
             if first != index:
                 raise KeyedValueError(
-                    f"[{index}].name", f"{connector.name!r} is already the name of "
+                    f"[{index}].name", f"{shown(connector.name)} is already the name of "
                     f"connectors[{first}]; connector names must be unique"
                 )
         return connectors
@@ -295,6 +295,9 @@ class OrganizationConfig(BaseModel):
     @property
     def name(self) -> str:
         return self.organization
+
+
+MAX_FILE_CHARACTERS = 1_000_000
 
 
 def load_organization_file(path: Path) -> OrganizationConfig:
@@ -308,6 +311,11 @@ def load_organization_file(path: Path) -> OrganizationConfig:
 
 def parse_organization(text: str, *, source: str = "<organization file>") -> OrganizationConfig:
     """Validate the YAML text of an organization file."""
+    if len(text) > MAX_FILE_CHARACTERS:
+        raise OrganizationFileError(
+            f"{source}: {len(text)} characters is too long for an organization file; "
+            f"at most {MAX_FILE_CHARACTERS} are accepted"
+        )
     try:
         document = yaml.load(text, Loader=_UniqueKeyLoader)
     except RecursionError:
@@ -339,7 +347,20 @@ def parse_organization(text: str, *, source: str = "<organization file>") -> Org
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping instead of keeping the last."""
+    """A SafeLoader that refuses a key given twice in one mapping instead of keeping the last.
+
+    It refuses aliases too: a few nested aliases expand to gigabytes ("billion laughs"), and
+    an organization file is short enough to write its values out.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, f"the alias *{event.anchor} is not accepted in an organization "
+                "file; write the values out", event.start_mark,
+            )
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
@@ -347,10 +368,21 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} appears twice", key_node.start_mark
+                    None, None, f"the key {shown(key)} appears twice", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+SHOWN_LENGTH = 80
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, cut to about SHOWN_LENGTH characters."""
+    text = repr(value)
+    if len(text) <= SHOWN_LENGTH:
+        return text
+    return f"{text[:SHOWN_LENGTH]}... ({len(text)} characters)"
 
 
 def _describe_yaml_error(error: yaml.MarkedYAMLError) -> str:
@@ -376,14 +408,14 @@ def _describe_problem(detail: ErrorDetails) -> str:
             path += error.key
         return f"{path}: {error}"
     if kind in ("bool_type", "bool_parsing"):
-        return f"{path}: {value!r} is not true or false"
+        return f"{path}: {shown(value)} is not true or false"
     if kind in ("string_type", "str_type"):
-        return f"{path}: {value!r} is not a string; put it in quotes"
+        return f"{path}: {shown(value)} is not a string; put it in quotes"
     if kind in ("tuple_type", "list_type"):
-        return f"{path}: {value!r} is not a list; write it as a YAML list"
+        return f"{path}: {shown(value)} is not a list; write it as a YAML list"
     if kind == "model_type":
-        return f"{path}: {value!r} is not a mapping of keys to values"
-    return f"{path}: {value!r}: {detail['msg']}"
+        return f"{path}: {shown(value)} is not a mapping of keys to values"
+    return f"{path}: {shown(value)}: {detail['msg']}"
 
 
 def _key_path(location: tuple[int | str, ...]) -> str:
@@ -402,7 +434,7 @@ def check_organization_name(name: str) -> None:
     """Raise InvalidOrganizationNameError unless ``name`` follows the naming rule."""
     if ORGANIZATION_NAME.match(name) is None:
         raise InvalidOrganizationNameError(
-            f"{name!r} is not a valid organization name; {ORGANIZATION_NAME_RULE}"
+            f"{shown(name)} is not a valid organization name; {ORGANIZATION_NAME_RULE}"
         )
 
 
