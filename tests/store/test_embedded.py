@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import tempfile
@@ -94,4 +95,23 @@ async def test_a_command_leaves_running_the_postgres_a_server_adopted(data_dir: 
         assert await answers(dsn) == 42
     finally:
         server.stop()
+    assert servers_running_in(data_dir) == []
+
+
+async def test_a_server_that_stops_lets_a_command_still_using_postgres_finish(
+    data_dir: Path,
+) -> None:
+    server = EmbeddedPostgres(data_dir, owner=True, idle_stop_seconds=1)
+    dsn = server.start()
+    ingest = await asyncpg.connect(dsn)  # a command that shares the server's database
+    try:
+        server.stop()
+        assert await ingest.fetchval("SELECT 42") == 42, "the command was cut off"
+    finally:
+        await ingest.close()
+
+    for _ in range(100):  # PostgreSQL stops by itself once the command has closed
+        if not servers_running_in(data_dir):
+            break
+        await asyncio.sleep(0.1)
     assert servers_running_in(data_dir) == []
