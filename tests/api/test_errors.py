@@ -153,3 +153,10 @@ async def test_a_null_variable_for_an_argument_that_cannot_be_null_is_bad_user_i
     assert "noTlsThreshold" in error["message"]
     assert "null" in error["message"] or "None" in error["message"]
     assert not [record for record in caplog.records if record.name == "mailflow.api"]
+
+
+async def test_a_document_too_repetitive_to_validate_says_so(api: Api) -> None:
+    error = await api.error("{ " + " ".join(["__typename"] * 710) + " }")
+
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "ask for each field once" in error["message"]

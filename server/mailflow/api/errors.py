@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 
 from mailflow.errors import MailflowError
@@ -27,6 +28,10 @@ PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 BAD_USER_INPUT = "BAD_USER_INPUT"
 BAD_REQUEST = "BAD_REQUEST"
+VALIDATION_ABORTED_MESSAGE = (
+    "Validation aborted: the document gives the same selection too many fields to compare "
+    "them all; ask for each field once"
+)
 
 
 class ErrorBoundary(SchemaExtension):
@@ -62,6 +67,8 @@ def client_error(error: GraphQLError, *, executing: bool, request_id: str | None
         return _with_code(error, str(cause), cause.code)
     if isinstance(error, GraphQLSyntaxError):
         return _with_code(error, error.message, PARSE_FAILED)
+    if isinstance(error, ValidationAbortedError):
+        return _with_code(error, VALIDATION_ABORTED_MESSAGE, VALIDATION_FAILED)
     if not executing:
         return _with_code(error, error.message, VALIDATION_FAILED)
     if error.path is None or isinstance(cause, GraphQLError):
