@@ -81,6 +81,12 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _default_when_empty(cls, value: object) -> object:
+        # Like an empty DATABASE_URL, an empty MAILFLOW_DATA_DIR means "not set", not ".".
+        return _default_data_dir() if value == "" else value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins(cls, value: object) -> object:

@@ -43,7 +43,7 @@ async def test_a_json_body_that_is_no_object_is_a_bad_request(
     message = the_error(await post(api, body), 400)
 
     assert message == (
-        f"the request body is JSON {kind}, not an object; the body must be a JSON object "
+        f"the request body is JSON but {kind}, not an object; the body must be a JSON object "
         'with a "query" string, such as {"query": "{ connectors { name } }"}'
     )
 

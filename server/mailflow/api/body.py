@@ -91,7 +91,7 @@ def from_json_body(body: bytes) -> GraphQLRequestData:
             f"send one operation per request; {SHAPE}"
         )
     if not isinstance(data, dict):
-        raise RequestError(f"the request body is JSON {_kind(data)}, not an object; {SHAPE}")
+        raise RequestError(f"the request body is JSON but {_kind(data)}, not an object; {SHAPE}")
     return _request_data(data, "field", SHAPE)
 
 
