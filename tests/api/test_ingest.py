@@ -140,6 +140,53 @@ async def test_rejected_records_are_named_by_line_and_the_rest_are_stored(
     assert f"longer than {MAX_LINE_BYTES} bytes" in reasons[6]
 
 
+@pytest.mark.parametrize(
+    "occurred_at", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00", "9999-12-31T23:59:59Z"])
+async def test_a_time_at_the_edge_of_the_calendar_is_rejected_and_the_rest_stored(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
+    occurred_at: str,
+) -> None:
+    records = [record(1), record(2, occurred_at=occurred_at), record(3)]
+
+    response = await push(client, ingest_token, ndjson(records))
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 1)
+    assert body["rejections"][0]["line"] == 2
+    assert body["rejections"][0]["reason"].startswith(
+        f"occurred_at '{occurred_at}' is outside the accepted range of times, from 1990-01-01")
+    rollups = await totals(seed.pool, organization_id)
+    assert sum(row[3] for row in rollups) == 2
+    assert rollups == await fact_totals(seed.pool, organization_id)
+
+
+async def test_a_csv_body_with_a_bad_header_is_rejected_once_and_nothing_stored(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
+) -> None:
+    body = (b"source_key,occurred_at,direction,colour\n"
+            b"csv-1,2026-03-02T08:00:00Z,OUTBOUND,red\n"
+            b"csv-2,2026-03-02T09:00:00Z,OUTBOUND,blue\n")
+
+    response = await push(client, ingest_token, body, {"Content-Type": "text/csv"})
+
+    assert (response.json()["accepted"], response.json()["rejected"]) == (0, 3)
+    [rejection] = response.json()["rejections"]
+    assert rejection["line"] == 1
+    assert rejection["reason"].startswith("the CSV header names the unknown column 'colour'")
+
+
+async def test_a_csv_body_as_a_spreadsheet_writes_it_is_read(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
+) -> None:
+    body = ("\ufeffSource_Key,Occurred_At,Direction\r\n"
+            "csv-1,2026-03-02T08:00:00Z,OUTBOUND\r\n").encode()
+
+    response = await push(client, ingest_token, body, {"Content-Type": "text/csv"})
+
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": 0, "rejections": []}
+
+
 async def test_csv_records_are_read_after_their_header(
     client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
 ) -> None:
