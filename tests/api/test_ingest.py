@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
+from mailflow.domain import Direction
 from mailflow.ingest.push import MAX_LINE_BYTES
 from mailflow.store.tokens import TokenRole
 
@@ -185,6 +186,46 @@ async def test_a_csv_body_as_a_spreadsheet_writes_it_is_read(
     response = await push(client, ingest_token, body, {"Content-Type": "text/csv"})
 
     assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": 0, "rejections": []}
+
+
+async def test_a_record_names_its_connector_or_one_of_its_routes_in_any_letter_case(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
+) -> None:
+    suppliers = await seed.connector(organization_id, "Suppliers", Direction.OUTBOUND)
+    vpn = await seed.connector(organization_id, "VPN", Direction.OUTBOUND)
+    await seed.pool.execute("UPDATE connectors SET routes = '{Remote_SMTP_VPN}' WHERE id = $1",
+                            vpn)
+    records = [record(0, direction="OUTBOUND", connector="SUPPLIERS"),
+               record(3, direction="OUTBOUND", connector="remote_smtp_vpn"),
+               record(6, direction="OUTBOUND", connector="Nobody")]
+
+    response = await push(client, ingest_token, ndjson(records))
+
+    assert response.json()["accepted"] == 3
+    rows = await seed.pool.fetch(
+        "SELECT source_key, connector_id FROM message_facts WHERE organization_id = $1 "
+        "ORDER BY source_key", organization_id)
+    assert [tuple(row) for row in rows] == [
+        ("push-0", suppliers), ("push-3", vpn), ("push-6", None)]
+
+
+async def test_a_source_key_is_one_message_fact_whichever_direction_a_second_record_says(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
+) -> None:
+    inbound = record(1, direction="INBOUND")
+    # As docs/records.md says: a key is unique per organization, so a message crossing twice
+    # needs the direction in its key.
+    records = [inbound, {**inbound, "direction": "OUTBOUND"},
+               {**inbound, "direction": "OUTBOUND", "source_key": "push-1/out"}]
+
+    response = await push(client, ingest_token, ndjson(records))
+
+    assert (response.json()["accepted"], response.json()["duplicates"]) == (2, 1)
+    directions = await seed.pool.fetch(
+        "SELECT source_key, direction FROM message_facts WHERE organization_id = $1 "
+        "ORDER BY source_key", organization_id)
+    assert [tuple(row) for row in directions] == [
+        ("push-1", "INBOUND"), ("push-1/out", "OUTBOUND")]
 
 
 async def test_csv_records_are_read_after_their_header(
