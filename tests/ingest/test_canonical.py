@@ -111,6 +111,12 @@ def test_a_bad_value_is_named_with_what_would_be_accepted(
     assert named in rejection(**fields)
 
 
+def test_an_empty_sender_domain_is_the_null_sender_and_a_trailing_dot_is_dropped() -> None:
+    fact = fact_from_record({**MINIMAL, "sender_domain": "", "recipient_domains": ["B.example."]})
+
+    assert (fact.sender_domain, fact.recipient_domains) == (None, ("b.example",))
+
+
 @pytest.mark.parametrize(
     ("line", "named"),
     [("null", "null"), ("[1]", "a list [1]"), ('"text"', "'text'"), ("3", "a number 3"),

@@ -366,7 +366,7 @@ def _check_text(name: str, value: str) -> None:
 
 def _sender_domain(record: Mapping[str, Any]) -> str | None:
     value = _text(record, "sender_domain")
-    return None if value is None else _domain("sender_domain", value)
+    return _domain("sender_domain", value) if value else None  # "": the null sender
 
 
 def _domain(name: str, value: str) -> str:
