@@ -7,8 +7,9 @@ message crossing the boundary in one direction; its fields are the message fact'
 =================  ========  ====================================================
 field              required  value
 =================  ========  ====================================================
-source_key         yes       unique within the organization (with the time); the
-                             same record sent twice is stored once
+source_key         yes       unique within the organization, whatever the direction
+                             (a message crossing twice needs two keys); the same
+                             key and time sent twice are stored once
 occurred_at        yes       ISO 8601 time with a UTC offset or ``Z``, from 1990-01-01
                              to 7 days after now (see mailflow.ingest.window)
 direction          yes       ``INBOUND`` or ``OUTBOUND``
