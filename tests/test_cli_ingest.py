@@ -166,7 +166,7 @@ def test_ingest_ndjson_stores_good_records_names_rejected_ones_and_exits_1(
     assert result.returncode == 1, result.stderr
     assert "2 new, 0 already loaded" in result.stderr
     assert f"{first}, line 2: occurred_at is missing" in result.stderr
-    assert f"{second}, line 2: a record is a JSON object, not list" in result.stderr
+    assert f"{second}, line 2: a record is a JSON object {{...}}, not a list [1]" in result.stderr
     assert asyncio.run(stored_facts(database_url)) == 2
 
 

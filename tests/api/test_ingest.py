@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
+from mailflow.domain import Direction
 from mailflow.ingest.push import MAX_LINE_BYTES
 from mailflow.store.tokens import TokenRole
 
@@ -138,6 +139,93 @@ async def test_rejected_records_are_named_by_line_and_the_rest_are_stored(
     assert reasons[4].startswith("not JSON")
     assert "has no UTC offset" in reasons[5]
     assert f"longer than {MAX_LINE_BYTES} bytes" in reasons[6]
+
+
+@pytest.mark.parametrize(
+    "occurred_at", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00", "9999-12-31T23:59:59Z"])
+async def test_a_time_at_the_edge_of_the_calendar_is_rejected_and_the_rest_stored(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
+    occurred_at: str,
+) -> None:
+    records = [record(1), record(2, occurred_at=occurred_at), record(3)]
+
+    response = await push(client, ingest_token, ndjson(records))
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 1)
+    assert body["rejections"][0]["line"] == 2
+    assert body["rejections"][0]["reason"].startswith(
+        f"occurred_at '{occurred_at}' is outside the accepted range of times, from 1990-01-01")
+    rollups = await totals(seed.pool, organization_id)
+    assert sum(row[3] for row in rollups) == 2
+    assert rollups == await fact_totals(seed.pool, organization_id)
+
+
+async def test_a_csv_body_with_a_bad_header_is_rejected_once_and_nothing_stored(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
+) -> None:
+    body = (b"source_key,occurred_at,direction,colour\n"
+            b"csv-1,2026-03-02T08:00:00Z,OUTBOUND,red\n"
+            b"csv-2,2026-03-02T09:00:00Z,OUTBOUND,blue\n")
+
+    response = await push(client, ingest_token, body, {"Content-Type": "text/csv"})
+
+    assert (response.json()["accepted"], response.json()["rejected"]) == (0, 3)
+    [rejection] = response.json()["rejections"]
+    assert rejection["line"] == 1
+    assert rejection["reason"].startswith("the CSV header names the unknown column 'colour'")
+
+
+async def test_a_csv_body_as_a_spreadsheet_writes_it_is_read(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
+) -> None:
+    body = ("\ufeffSource_Key,Occurred_At,Direction\r\n"
+            "csv-1,2026-03-02T08:00:00Z,OUTBOUND\r\n").encode()
+
+    response = await push(client, ingest_token, body, {"Content-Type": "text/csv"})
+
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": 0, "rejections": []}
+
+
+async def test_a_record_names_its_connector_or_one_of_its_routes_in_any_letter_case(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
+) -> None:
+    suppliers = await seed.connector(organization_id, "Suppliers", Direction.OUTBOUND)
+    vpn = await seed.connector(organization_id, "VPN", Direction.OUTBOUND)
+    await seed.pool.execute("UPDATE connectors SET routes = '{Remote_SMTP_VPN}' WHERE id = $1",
+                            vpn)
+    records = [record(0, direction="OUTBOUND", connector="SUPPLIERS"),
+               record(3, direction="OUTBOUND", connector="remote_smtp_vpn"),
+               record(6, direction="OUTBOUND", connector="Nobody")]
+
+    response = await push(client, ingest_token, ndjson(records))
+
+    assert response.json()["accepted"] == 3
+    rows = await seed.pool.fetch(
+        "SELECT source_key, connector_id FROM message_facts WHERE organization_id = $1 "
+        "ORDER BY source_key", organization_id)
+    assert [tuple(row) for row in rows] == [
+        ("push-0", suppliers), ("push-3", vpn), ("push-6", None)]
+
+
+async def test_a_source_key_is_one_message_fact_whichever_direction_a_second_record_says(
+    client: httpx.AsyncClient, seed: Seed, organization_id: int, ingest_token: str,
+) -> None:
+    inbound = record(1, direction="INBOUND")
+    # As docs/records.md says: a key is unique per organization, so a message crossing twice
+    # needs the direction in its key.
+    records = [inbound, {**inbound, "direction": "OUTBOUND"},
+               {**inbound, "direction": "OUTBOUND", "source_key": "push-1/out"}]
+
+    response = await push(client, ingest_token, ndjson(records))
+
+    assert (response.json()["accepted"], response.json()["duplicates"]) == (2, 1)
+    directions = await seed.pool.fetch(
+        "SELECT source_key, direction FROM message_facts WHERE organization_id = $1 "
+        "ORDER BY source_key", organization_id)
+    assert [tuple(row) for row in directions] == [
+        ("push-1", "INBOUND"), ("push-1/out", "OUTBOUND")]
 
 
 async def test_csv_records_are_read_after_their_header(

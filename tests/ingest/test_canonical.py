@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,25 +83,72 @@ def test_a_minimal_record_takes_the_documented_defaults(
         ({"tls_version": "SSLv3"}, "tls_version 'SSLv3' is not one of NONE, TLS1_0"),
         ({"status": "BOUNCED"}, "status 'BOUNCED' is not one of RECEIVED, DELIVERED"),
         ({"peer_ip": "300.1.2.3"}, "peer_ip '300.1.2.3' is not an IPv4 or IPv6 address"),
-        ({"recipients": -1}, "recipients a number -1 is not a whole number from 0"),
-        ({"recipients": True}, "recipients a boolean true is not a whole number"),
-        ({"size_bytes": 1.5}, "size_bytes a number 1.5 is not a whole number"),
-        ({"size_bytes": 2**63}, "is not a whole number from 0 to 9223372036854775807"),
-        ({"recipient_domains": "a.example"}, None),
-        ({"recipient_domains": [1, 2]}, "recipient_domains is a list of strings"),
-        ({"peer_host": "h" * 300}, "peer_host 'hhhh"),
+        ({"recipients": -1}, "recipients -1 is out of range; give an integer from 0 to"),
+        ({"recipients": True}, "recipients is an integer from 0 to 2147483647, not a boolean"),
+        ({"size_bytes": 1.5}, "size_bytes 1.5 is not an integer from 0 to"),
+        ({"size_bytes": 2**63}, "out of range; give an integer from 0 to 9223372036854775807"),
+        ({"recipients": "3"}, "recipients is an integer from 0 to 2147483647, not '3'"),
+        ({"recipients": 1e20}, "recipients 1e+20 is out of range; give an integer from 0"),
+        ({"recipients": 2.0}, "recipients 2.0 is not an integer from 0 to 2147483647 (write"),
+        ({"recipient_domains": "a.example"},
+         "recipient_domains is a list of domain names such as [\"example.com\"] (in CSV, "
+         "separated by spaces), not 'a.example'"),
+        ({"recipient_domains": [1, 2]}, "not a list [1,2]"),
+        ({"recipient_domains": ["ok.example", "no good"]},
+         "recipient_domains 'no good' is not a domain name such as 'example.com'"),
+        ({"sender_domain": "not a domain!"},
+         "sender_domain 'not a domain!' is not a domain name such as 'example.com'"),
+        ({"sender_domain": "a" * 200}, f"sender_domain '{'a' * 77}...' is not a domain name"),
+        ({"peer_host": "h" * 300}, f"peer_host '{'h' * 77}...' is too long"),
         ({"sender_domain": {"a": 1}}, "sender_domain is a string, not an object"),
         ({"version": 2}, "version 2 is not a format this server reads; it reads version 1"),
         ({"source_key": "k" * 2000}, "use at most 1024 bytes"),
     ],
 )
 def test_a_bad_value_is_named_with_what_would_be_accepted(
-    fields: dict[str, Any], named: str | None
+    fields: dict[str, Any], named: str
 ) -> None:
-    if named is None:  # a string of domains is accepted, as CSV carries them
-        assert fact_from_record({**MINIMAL, **fields}).recipient_domains == ("a.example",)
-        return
     assert named in rejection(**fields)
+
+
+def test_an_empty_sender_domain_is_the_null_sender_and_a_trailing_dot_is_dropped() -> None:
+    fact = fact_from_record({**MINIMAL, "sender_domain": "", "recipient_domains": ["B.example."]})
+
+    assert (fact.sender_domain, fact.recipient_domains) == (None, ("b.example",))
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [("null", "null"), ("[1]", "a list [1]"), ('"text"', "'text'"), ("3", "a number 3"),
+     ("true", "a boolean true")],
+)
+def test_a_line_that_is_no_json_object_is_named_by_its_json_type(line: str, named: str) -> None:
+    with pytest.raises(RejectedRecord) as raised:
+        RecordReader("ndjson").read(1, line)
+
+    assert str(raised.value) == f"a record is a JSON object {{...}}, not {named}"
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00", "9999-12-31T23:59:59Z",
+     "1989-12-31T23:59:59Z", "2999-01-01T00:00:00+01:00"],
+)
+def test_a_time_outside_the_window_is_rejected_naming_the_value_and_the_range(
+    occurred_at: str,
+) -> None:
+    reason = rejection(occurred_at=occurred_at)
+
+    assert reason.startswith(f"occurred_at '{occurred_at}' is outside the accepted range")
+    assert "from 1990-01-01T00:00:00Z to 7 days after now (" in reason
+
+
+def test_the_window_takes_its_first_moment_and_a_week_ahead_of_now() -> None:
+    soon = (datetime.now(UTC) + timedelta(days=6)).isoformat()
+
+    assert fact_from_record({**MINIMAL, "occurred_at": "1990-01-01T00:00:00Z"})
+    assert fact_from_record({**MINIMAL, "occurred_at": soon})
+    assert "outside" in rejection(occurred_at="1990-01-01T00:59:59+01:00")
 
 
 def test_csv_reads_its_header_then_one_record_a_line_in_any_column_order() -> None:
@@ -122,12 +169,51 @@ def test_csv_reads_its_header_then_one_record_a_line_in_any_column_order() -> No
     [
         ("source_key,occurred_at,direction,recipents", "unknown column 'recipents'"),
         ("source_key,occurred_at", "has no direction column"),
-        ("source_key,occurred_at,direction,direction", "names a column twice"),
+        ("source_key,occurred_at,direction,Direction", "names the column direction twice"),
     ],
 )
 def test_a_bad_csv_header_is_named(header: str, named: str) -> None:
     with pytest.raises(RejectedRecord, match=named):
         RecordReader("csv").read(1, header)
+
+
+def test_csv_columns_are_named_in_any_case_with_spaces_around_after_a_byte_order_mark() -> None:
+    reader = RecordReader("csv")
+
+    assert reader.read(1, "\ufeffSource_Key, OCCURRED_AT ,Direction,Recipients") is None
+    fact = reader.read(2, "c-1,2026-01-27T08:15:00Z,inbound,3")
+
+    assert fact is not None
+    assert (fact.source_key, fact.recipients) == ("c-1", 3)
+
+
+def test_a_byte_order_mark_before_the_first_json_record_is_read_past() -> None:
+    fact = RecordReader("ndjson").read(1, "\ufeff" + json.dumps(MINIMAL))
+
+    assert fact is not None
+    assert fact.source_key == "k"
+
+
+def test_a_bad_csv_header_rejects_its_file_once_naming_the_column_and_the_accepted_ones() -> None:
+    report = IngestReport()
+    rejections: list[Rejection] = []
+
+    def lines() -> Any:
+        report.files_started += 1
+        yield from ["source_key,occurred_at,direction,sorce", "k1,2026-01-27T08:15:00Z,IN,x",
+                    "source_key,occurred_at,direction", "k2,2026-01-27T08:15:00Z,INBOUND,x"]
+        report.files_started += 1
+        yield from ["source_key,occurred_at,direction", "k3,2026-01-27T08:15:00Z,INBOUND"]
+
+    facts = list(parse_records(lines(), "csv", report, rejections.append))
+
+    assert [fact.source_key for fact in facts] == ["k3"]
+    assert [rejection.line for rejection in rejections] == [1]
+    assert rejections[0].reason.startswith(
+        "the CSV header names the unknown column 'sorce', so no line of this file is read; "
+        f"the first line names the columns, from {', '.join(FIELDS)}"
+    )
+    assert report.skipped == {"rejected record": 1, "line under a bad CSV header": 3}
 
 
 def test_parse_records_counts_and_numbers_rejections_per_file_and_skips_blank_lines() -> None:

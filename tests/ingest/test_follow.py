@@ -317,3 +317,18 @@ async def test_the_real_relay_log_followed_through_a_restart_and_a_rotation_give
     followed, batch = await facts_of(pool, "followed"), await facts_of(pool, "batch")
     assert len(batch) > 100  # both days' inbound and outbound mail
     assert followed == batch
+
+
+async def test_a_followed_fact_outside_the_time_window_is_counted_not_stored(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "iso_timestamps.log"
+    log = tmp_path / "mail.log"
+    log.write_text(fixture.read_text().replace("2021-", "2200-") + tls_messages(0, 1))
+
+    async with following(pool, log) as task:
+        await eventually(lambda: counts(pool), lambda counted: counted == (1, 1))
+    report, _ = await task
+
+    assert report.skipped["timestamp out of range"] >= 2
+    assert report.facts == 1

@@ -230,3 +230,54 @@ async def test_an_ingest_stopped_by_an_error_says_what_it_kept(
 
     assert capsys.readouterr().err.startswith("stopped by an error: 2 facts loaded so far are kept")
     assert await stored(pool) == (2, 2)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize(
+    ("log_format", "fixture", "year"),
+    [
+        (run.postfix_format(None), "iso_timestamps.log", "2021-"),
+        (run.exim_format(), "exim/timestamps.log", "2021-"),
+        (run.exchange_format(), "exchange_tracking.log", "2026-"),
+    ],
+    ids=["postfix", "exim", "exchange"],
+)
+@pytest.mark.parametrize("absurd", ["2200-", "1985-"])
+async def test_facts_of_any_parser_outside_the_time_window_are_counted_not_stored(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    log_format: run.LogFormat, fixture: str, year: str, absurd: str,
+) -> None:
+    text = (FIXTURES / fixture).read_text()
+    plausible, _ = await run.ingest_files(
+        pool, "acme", [write(tmp_path / "mail.log", text)], log_format, progress=False)
+    capsys.readouterr()
+
+    report, result = await run.ingest_files(
+        pool, "other", [write(tmp_path / "moved.log", text.replace(year, absurd))], log_format,
+        progress=False)
+
+    assert plausible.facts > 0
+    assert (report.facts, result.inserted, report.problems) == (0, 0, [])
+    assert report.skipped["timestamp out of range"] >= plausible.facts
+    partitions = "SELECT count(*) FROM pg_class WHERE relname LIKE $1"
+    assert await pool.fetchval(partitions, f"message_facts_{absurd[:4]}%") == 0
+    assert "found 0 message facts: 0 new" in capsys.readouterr().err
+
+
+async def test_the_summary_gives_utc_days_whatever_the_offset_of_the_times(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = tmp_path / "facts.ndjson"
+    records.write_text(
+        '{"source_key": "a", "occurred_at": "2026-05-01T00:00:00+14:00", "direction": "INBOUND"}\n'
+        '{"source_key": "b", "occurred_at": "2026-05-02T23:00:00-12:00", "direction": "INBOUND"}\n'
+    )
+
+    await run.ingest_files(pool, "acme", [str(records)], run.records_format("ndjson"),
+                           progress=False)
+
+    assert "found 2 message facts from 2026-04-30 to 2026-05-03 (UTC)" in capsys.readouterr().err
+    days = await pool.fetch("SELECT day FROM daily_rollups ORDER BY day")
+    assert [str(row["day"]) for row in days] == ["2026-04-30", "2026-05-03"]

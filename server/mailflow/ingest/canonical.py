@@ -7,19 +7,21 @@ message crossing the boundary in one direction; its fields are the message fact'
 =================  ========  ====================================================
 field              required  value
 =================  ========  ====================================================
-source_key         yes       unique within the organization for this message and
-                             direction; the same record sent twice is stored once
-occurred_at        yes       ISO 8601 time with a UTC offset or ``Z``
+source_key         yes       unique within the organization, whatever the direction
+                             (a message crossing twice needs two keys); the same
+                             key and time sent twice are stored once
+occurred_at        yes       ISO 8601 time with a UTC offset or ``Z``, from 1990-01-01
+                             to 7 days after now (see mailflow.ingest.window)
 direction          yes       ``INBOUND`` or ``OUTBOUND``
 tls_version        no        ``NONE``, ``TLS1_0``, ``TLS1_1``, ``TLS1_2``, ``TLS1_3``
                              or ``UNKNOWN`` (default); OpenSSL's ``TLSv1.2`` too
 tls_cipher         no        cipher name
 peer_host          no        host name of the other side of the hop
 peer_ip            no        IPv4 or IPv6 address of the other side of the hop
-sender_domain      no        domain of the envelope sender
-recipient_domains  no        list of recipient domains (CSV: separated by spaces)
-recipients         no        recipient count (default: 1)
-size_bytes         no        message size (default: 0)
+sender_domain      no        domain name of the envelope sender
+recipient_domains  no        list of recipient domain names (CSV: separated by spaces)
+recipients         no        recipient count, an integer (default: 1)
+size_bytes         no        message size, an integer (default: 0)
 status             no        ``RECEIVED`` or ``DELIVERED`` (default: by direction)
 connector          no        name of the connector the message used; when it names
                              one of the organization's connectors, that connector
@@ -30,7 +32,8 @@ version            no        ``1``, the version of this format (default)
 Names of enumerations are read in any letter case; domains and host names are stored in
 lower case. A field not in the table, a missing required field or a bad value rejects
 the record, naming its line and what would be accepted; the other records still load.
-In CSV, the first line names the columns, in any order, and a record is one line.
+In CSV, the first line names the columns, in any order and letter case, and a record is
+one line; a bad first line rejects the file.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.classify import parse_address
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.report import IngestReport
+from mailflow.ingest.window import accepted_range, in_window
 from mailflow.store.facts import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
+from mailflow.store.organizations import HOST_NAME
 
 FORMAT_VERSION = 1
 FIELDS = (
@@ -56,11 +61,17 @@ FIELDS = (
     "connector", "version",
 )
 REQUIRED = ("source_key", "occurred_at", "direction")
+COUNTS = ("recipients", "size_bytes", "version")
 _FIELD_SET = frozenset(FIELDS)
 MAX_TEXT_LENGTH = 255  # host names, domains, cipher and connector names
 MAX_RECIPIENT_DOMAINS = 1000
 MAX_REJECTIONS_LISTED = 1000
+MAX_SHOWN = 80  # characters of a bad value that a rejection quotes
 REJECTED = "rejected record"
+UNDER_BAD_HEADER = "line under a bad CSV header"
+DOMAIN_RULE = ("a domain name such as 'example.com': labels of letters, digits, '-' and '_' "
+               "joined by dots, internationalized names in their xn-- form")
+BYTE_ORDER_MARK = "\ufeff"
 
 E = TypeVar("E")
 
@@ -80,6 +91,10 @@ class RejectedRecord(ValueError):
     """A record that cannot be a message fact; the text says which value and what is accepted."""
 
 
+class UnderBadHeader(RejectedRecord):
+    """A CSV line after a header that was rejected: the file is not read, the line not listed."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A record that was not loaded: its line number in the input and why."""
@@ -92,7 +107,9 @@ class RecordReader:
     """Reads records of one input, line by line; NDJSON, or CSV after its header line.
 
     ``read(number, line)`` returns the fact of a record line, None for a blank line or the
-    CSV header, and raises RejectedRecord for a line that is not a usable record.
+    CSV header, and raises RejectedRecord for a line that is not a usable record. A byte
+    order mark before the first line (as spreadsheets write) is read past. After a bad CSV
+    header every line raises UnderBadHeader: one rejection says why the file is not read.
     """
 
     def __init__(self, kind: str) -> None:
@@ -100,14 +117,23 @@ class RecordReader:
             raise ValueError(f"the record format is 'ndjson' or 'csv', not {kind!r}")
         self.kind = kind
         self.columns: tuple[str, ...] | None = None
+        self.bad_header = False
 
     def read(self, number: int, line: str) -> MessageFact | None:
+        if self.bad_header:
+            raise UnderBadHeader("the CSV header was rejected")
+        if number == 1:
+            line = line.removeprefix(BYTE_ORDER_MARK)
         if not line.strip():
             return None
         if self.kind == "ndjson":
             return fact_from_record(_json_object(line))
         if self.columns is None:
-            self.columns = _csv_header(line)
+            try:
+                self.columns = _csv_header(line)
+            except RejectedRecord:
+                self.bad_header = True
+                raise
             return None
         return fact_from_record(_csv_record(self.columns, line))
 
@@ -130,6 +156,9 @@ def parse_records(
         report.lines += 1
         try:
             fact = reader.read(number, line)
+        except UnderBadHeader:
+            report.skip(UNDER_BAD_HEADER)
+            continue
         except RejectedRecord as error:
             report.skip(REJECTED)
             on_rejection(Rejection(number, str(error)))
@@ -187,7 +216,7 @@ def fact_from_record(record: Mapping[str, Any]) -> MessageFact:
         tls_cipher=_text(record, "tls_cipher", lower=False),
         peer_host=_text(record, "peer_host"),
         peer_ip=_address(record),
-        sender_domain=_text(record, "sender_domain"),
+        sender_domain=_sender_domain(record),
         recipient_domains=recipient_domains,
         recipients=_count(record, "recipients", default=1, maximum=MAX_RECIPIENTS),
         size_bytes=_count(record, "size_bytes", default=0, maximum=MAX_SIZE_BYTES),
@@ -202,29 +231,37 @@ def _json_object(line: str) -> dict[str, Any]:
     except orjson.JSONDecodeError as error:
         raise RejectedRecord(f"not JSON: {error}") from None
     if not isinstance(value, dict):
-        raise RejectedRecord(
-            f"a record is a JSON object, not {type(value).__name__} "
-            f"({line.strip()[:40]!r})"
-        )
+        raise RejectedRecord(f"a record is a JSON object {{...}}, not {_shown(value)}")
     return value
 
 
 def _csv_header(line: str) -> tuple[str, ...]:
-    columns = tuple(name.strip() for name in next(csv.reader([line])))
-    unknown = [name for name in columns if name not in FIELDS]
+    """The field names of a CSV header line, in any letter case and with spaces around."""
+    try:
+        names = next(csv.reader([line]))
+    except csv.Error as error:
+        raise RejectedRecord(f"the CSV header is not a CSV line ({error}); no line of this "
+                             "file is read") from None
+    columns = tuple(name.strip().lower() for name in names)
+    unknown = [name for name, column in zip(names, columns, strict=True)
+               if column not in _FIELD_SET]
     if unknown:
         raise RejectedRecord(
-            f"the CSV header names the unknown column {unknown[0][:60]!r}; the first line "
-            f"names the columns, from {', '.join(FIELDS)}"
+            f"the CSV header names the unknown column {_shown(unknown[0])}, so no line of this "
+            f"file is read; the first line names the columns, from {', '.join(FIELDS)}"
         )
     missing = [name for name in REQUIRED if name not in columns]
     if missing:
         raise RejectedRecord(
-            f"the CSV header has no {missing[0]} column; the first line names the columns "
-            f"and must include {', '.join(REQUIRED)}"
+            f"the CSV header has no {missing[0]} column, so no line of this file is read; "
+            f"the first line names the columns and must include {', '.join(REQUIRED)}"
         )
-    if len(set(columns)) != len(columns):
-        raise RejectedRecord("the CSV header names a column twice")
+    twice = [name for name in FIELDS if columns.count(name) > 1]
+    if twice:
+        raise RejectedRecord(
+            f"the CSV header names the column {twice[0]} twice, so no line of this file is "
+            "read; name each column once"
+        )
     return columns
 
 
@@ -237,7 +274,17 @@ def _csv_record(columns: tuple[str, ...], line: str) -> dict[str, Any]:
         raise RejectedRecord(
             f"the record has {len(values)} values for the header's {len(columns)} columns"
         )
-    return {name: value for name, value in zip(columns, values, strict=True) if value != ""}
+    record: dict[str, Any] = {
+        name: value for name, value in zip(columns, values, strict=True) if value != ""
+    }
+    # CSV has only text: read counts and the list of domains as JSON would carry them.
+    for name in COUNTS:
+        text = record.get(name, "")
+        if text.isascii() and text.isdigit() and len(text) <= 40:
+            record[name] = int(text)
+    if "recipient_domains" in record:
+        record["recipient_domains"] = record["recipient_domains"].split()
+    return record
 
 
 def _source_key(record: Mapping[str, Any]) -> str:
@@ -246,7 +293,7 @@ def _source_key(record: Mapping[str, Any]) -> str:
         raise RejectedRecord(f"source_key is a string, not {_shown(key)}")
     if len(key.encode()) > MAX_SOURCE_KEY_BYTES or "\x00" in key:
         raise RejectedRecord(
-            f"source_key {key[:40]!r}... is too long or holds NUL; use at most "
+            f"source_key {_shown(key)} is too long or holds NUL; use at most "
             f"{MAX_SOURCE_KEY_BYTES} bytes of text"
         )
     return key
@@ -260,12 +307,17 @@ def _time(record: Mapping[str, Any]) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise RejectedRecord(
-            f"occurred_at {value[:60]!r} is not an ISO 8601 time such as "
+            f"occurred_at {_shown(value)} is not an ISO 8601 time such as "
             "'2026-01-27T08:15:00Z'"
         ) from None
     if moment.utcoffset() is None:
         raise RejectedRecord(
-            f"occurred_at {value[:60]!r} has no UTC offset; add one, such as 'Z' or '+01:00'"
+            f"occurred_at {_shown(value)} has no UTC offset; add one, such as 'Z' or '+01:00'"
+        )
+    if not in_window(moment):
+        raise RejectedRecord(
+            f"occurred_at {_shown(value)} is outside the accepted range of times, "
+            f"{accepted_range()}"
         )
     return moment
 
@@ -308,29 +360,38 @@ def _text(record: Mapping[str, Any], name: str, *, lower: bool = True) -> str | 
 def _check_text(name: str, value: str) -> None:
     if len(value) > MAX_TEXT_LENGTH or "\x00" in value:
         raise RejectedRecord(
-            f"{name} {value[:40]!r}... is too long or holds NUL; use at most "
+            f"{name} {_shown(value)} is too long or holds NUL; use at most "
             f"{MAX_TEXT_LENGTH} characters"
         )
+
+
+def _sender_domain(record: Mapping[str, Any]) -> str | None:
+    value = _text(record, "sender_domain")
+    return _domain("sender_domain", value) if value else None  # "": the null sender
+
+
+def _domain(name: str, value: str) -> str:
+    """A domain name in lower case without a trailing dot; RejectedRecord naming ``name``."""
+    domain = value.lower().removesuffix(".")
+    if len(domain) > 253 or HOST_NAME.fullmatch(domain) is None:
+        raise RejectedRecord(f"{name} {_shown(value)} is not {DOMAIN_RULE}")
+    return domain
 
 
 def _domains(record: Mapping[str, Any]) -> tuple[str, ...]:
     value = record.get("recipient_domains")
     if value is None:
         return ()
-    if isinstance(value, str):
-        value = value.split()
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise RejectedRecord(
-            f"recipient_domains is a list of strings (in CSV, separated by spaces), "
-            f"not {_shown(value)}"
+            f"recipient_domains is a list of domain names such as [\"example.com\"] (in CSV, "
+            f"separated by spaces), not {_shown(value)}"
         )
     if len(value) > MAX_RECIPIENT_DOMAINS:
         raise RejectedRecord(
             f"recipient_domains lists {len(value)} domains; list at most {MAX_RECIPIENT_DOMAINS}"
         )
-    for domain in value:
-        _check_text("recipient domain", domain)
-    return tuple(dict.fromkeys(domain.lower() for domain in value))
+    return tuple(dict.fromkeys(_domain("recipient_domains", domain) for domain in value))
 
 
 def _address(record: Mapping[str, Any]) -> str | None:
@@ -346,20 +407,38 @@ def _count(record: Mapping[str, Any], name: str, *, default: int, maximum: int) 
     value = record.get(name)
     if value is None:
         return default
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
-        raise RejectedRecord(
-            f"{name} {_shown(value)} is not a whole number from 0 to {maximum}"
-        )
+    accepted = f"an integer from 0 to {maximum}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RejectedRecord(f"{name} is {accepted}, not {_shown(value)}")
+    number = _number(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise RejectedRecord(f"{name} {number} is not {accepted}")
+    if not 0 <= value <= maximum:
+        raise RejectedRecord(f"{name} {number} is out of range; give {accepted}")
+    if isinstance(value, float):
+        raise RejectedRecord(f"{name} {number} is not {accepted} (write it without a "
+                             "decimal point or exponent)")
     return value
 
 
 def _shown(value: object) -> str:
-    """A bad value as a rejection names it: short, with its JSON type when that is the fault."""
+    """A bad value as a rejection names it: quoted text, or JSON with its type, cut short."""
     if isinstance(value, str):
-        return repr(value[:60])
-    text = orjson.dumps(value).decode()
-    kind = {dict: "an object", list: "a list", bool: "a boolean", int: "a number",
-            float: "a number"}.get(type(value), "null")
-    return f"{kind} {text[:60]}"
+        return repr(_short(value))
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean {'true' if value else 'false'}"
+    if isinstance(value, int | float):
+        return f"a number {_number(value)}"
+    text = _short(orjson.dumps(value).decode())
+    return f"{'a list' if isinstance(value, list) else 'an object'} {text}"
+
+
+def _number(value: float) -> str:
+    """A JSON number as its JSON text (JSON's 1e+20 for a number that large), cut short."""
+    return _short(str(value) if isinstance(value, int) else orjson.dumps(value).decode())
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."

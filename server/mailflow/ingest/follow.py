@@ -46,6 +46,7 @@ from mailflow.ingest.postfix import ParserStateError, PostfixParser
 from mailflow.ingest.report import IngestReport, plural
 from mailflow.ingest.run import postfix_format, summary
 from mailflow.ingest.sources import GZIP_MAGIC, LINE_TOO_LONG, MAX_LINE_LENGTH
+from mailflow.ingest.window import within_window
 from mailflow.store.organizations import ensure_organization
 from mailflow.store.positions import FollowPosition, find_position, save_position
 
@@ -225,7 +226,8 @@ class _Follower:
                 self.report.lines += 1
                 self.report.skip(LINE_TOO_LONG)
             else:
-                self.pending.extend(self.classify(fact) for fact in self.parser.feed(line))
+                facts = within_window(self.parser.feed(line), self.report)
+                self.pending.extend(self.classify(fact) for fact in facts)
             if len(self.pending) >= self.batch_size or self._batch_age() >= BATCH_SECONDS:
                 await self.commit()
             if stop.is_set():

@@ -21,6 +21,7 @@ from mailflow.ingest.canonical import (
     RecordReader,
     RejectedRecord,
     Rejection,
+    UnderBadHeader,
 )
 from mailflow.ingest.classify import load_classifier
 from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE, load_facts
@@ -69,6 +70,9 @@ async def load_pushed_records(
             if line is None:
                 raise RejectedRecord(f"the line is longer than {MAX_LINE_BYTES} bytes")
             fact = reader.read(number, line)
+        except UnderBadHeader:
+            result.rejected += 1  # the header's rejection says why; listed once
+            continue
         except RejectedRecord as error:
             result.reject(Rejection(number, str(error)))
             continue

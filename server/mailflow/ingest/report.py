@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+
+from mailflow.ingest.window import in_window
 
 
 @dataclass
@@ -19,7 +21,8 @@ class IngestReport:
     counted there. ``recognized_lines`` counts the lines a parser followed as
     its mail server's (for Postfix, those of smtpd, qmgr, smtp, ...), used or not.
 
-    ``first_fact_at`` and ``last_fact_at`` span the facts found.
+    ``first_fact_at`` and ``last_fact_at`` span the facts found, in UTC, leaving out times
+    outside the plausible window (see mailflow.ingest.window), which are never stored.
     ``assumed_year`` is the year taken for time stamps that carry none when the
     caller gave no year. ``problems`` names files that could not be read to the
     end, and why; ``unrecognized_files`` those with lines but none recognized;
@@ -46,8 +49,11 @@ class IngestReport:
         self.skipped[kind] += 1
 
     def found(self, at: datetime) -> None:
-        """Count one fact that occurred at ``at``."""
+        """Count one fact that occurred at ``at`` (an aware time)."""
         self.facts += 1
+        if not in_window(at):
+            return
+        at = at.astimezone(UTC)
         if self.first_fact_at is None or at < self.first_fact_at:
             self.first_fact_at = at
         if self.last_fact_at is None or at > self.last_fact_at:

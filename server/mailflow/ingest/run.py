@@ -34,6 +34,7 @@ from mailflow.ingest.sources import (
     newest_file,
     read_log,
 )
+from mailflow.ingest.window import within_window
 from mailflow.store.organizations import ensure_organization
 
 log = logging.getLogger("mailflow.ingest")
@@ -118,10 +119,10 @@ async def ingest_files(
         with bar:
             task = bar.add_task("ingesting", total=input_size(files))
             lines = _read_files(files, report, advance=lambda n: bar.advance(task, n))
-            facts = log_format.parse(
+            facts = within_window(log_format.parse(
                 lines, policy=policy, reference_time=newest[1] if newest else None,
                 report=report,
-            )
+            ), report)
             result = await load_facts(pool, organization_id, facts, classify=classifier.assign,
                                       batch_size=batch_size, on_batch=committed.add)
     except (KeyboardInterrupt, asyncio.CancelledError):
