@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from postfix_log import ORGANIZATION_DOMAIN, START, YEAR, PostfixLog  # noqa: E402
+from postfix_log import ORGANIZATION_DOMAIN, START, YEAR, PostfixLog
 
 MAILFLOW = str(Path(sys.executable).parent / "mailflow")
 ORGANIZATION = f"""\

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -88,10 +88,15 @@ class _Log:
 
 
 class PostfixLog:
-    """Lines of a generated log, deterministic for a seed; ``generated`` counts what they hold."""
+    """Lines of a generated log, deterministic for a seed; ``generated`` counts what they hold.
 
-    def __init__(self, seed: int) -> None:
+    Messages arrive at random, ``messages_per_second`` on average: two a second make about a
+    day of log per 400 MB.
+    """
+
+    def __init__(self, seed: int, messages_per_second: float = 2.0) -> None:
         self.seed = seed
+        self._rate = messages_per_second
         self.generated = Generated()
         self._pick = random.Random(seed)
         self._log = _Log(self._pick)
@@ -109,7 +114,7 @@ class PostfixLog:
     def _all_lines(self, target_bytes: int) -> Iterator[str]:
         pick, log, generated = self._pick, self._log, self.generated
         while generated.bytes < target_bytes:
-            log.now += timedelta(seconds=pick.expovariate(2.0))  # two messages a second
+            log.now += timedelta(seconds=pick.expovariate(self._rate))
             yield from log.due()
             roll = pick.random()
             if roll < 0.06:
@@ -250,7 +255,7 @@ class PostfixLog:
                        "(queue active)")
 
     def _content_filter(self, queue_id: str, sender: str, recipients: list[str], size: int,
-                        client_ip: str, policy: str) -> Iterator[str]:
+                        client_ip: str, policy: str) -> Generator[str, None, str]:
         """The hop through amavis and back under a new queue id, which it returns."""
         log = self._log
         self._step(0.5)

@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from mailflow.errors import MailflowError
+from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE
 from mailflow.settings import Settings, describe_errors, get_settings
 from mailflow.store.embedded import EmbeddedPostgresError
 from mailflow.store.migrate import MigrationError
@@ -234,6 +235,10 @@ FilesArgument = Annotated[list[str], typer.Argument(
     help="Log files, plain or gzip, in time order; '-' reads stdin.")]
 OrgOption = Annotated[str, typer.Option(
     "--org", help="Organization the mail belongs to; created when it does not exist.")]
+# Advanced, hidden: message facts per transaction (the crash-safety test uses small batches).
+BatchSizeOption = Annotated[int, typer.Option(
+    "--batch-size", min=1, max=1_000_000, hidden=True,
+    help="Message facts stored per transaction.")]
 
 
 @ingest_app.command("postfix")
@@ -244,30 +249,35 @@ def ingest_postfix(
         min=1970, max=9998,
         help="Year of the first line for syslog time stamps without one; "
              "default: from the files' modification time.")] = None,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Load Postfix logs: one fact per message crossing the boundary, rollups refreshed."""
     from mailflow.ingest.run import postfix_format
 
-    _ingest(org, files, postfix_format(year))
+    _ingest(org, files, postfix_format(year), batch_size)
 
 
 @ingest_app.command("ndjson")
-def ingest_ndjson(files: FilesArgument, org: OrgOption) -> None:
+def ingest_ndjson(
+    files: FilesArgument, org: OrgOption, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+) -> None:
     """Load message facts in mailflow's record format as newline-delimited JSON."""
     from mailflow.ingest.run import records_format
 
-    _ingest(org, files, records_format("ndjson"))
+    _ingest(org, files, records_format("ndjson"), batch_size)
 
 
 @ingest_app.command("csv")
-def ingest_csv(files: FilesArgument, org: OrgOption) -> None:
+def ingest_csv(
+    files: FilesArgument, org: OrgOption, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+) -> None:
     """Load message facts in mailflow's record format as CSV, a header line first."""
     from mailflow.ingest.run import records_format
 
-    _ingest(org, files, records_format("csv"))
+    _ingest(org, files, records_format("csv"), batch_size)
 
 
-def _ingest(org: str, files: list[str], log_format: Any) -> None:
+def _ingest(org: str, files: list[str], log_format: Any, batch_size: int) -> None:
     """Load ``files`` in ``log_format`` (a mailflow.ingest.run.LogFormat) into ``org``."""
     from mailflow.ingest.run import ingest_files
 
@@ -281,7 +291,7 @@ def _ingest(org: str, files: list[str], log_format: Any) -> None:
 
     async def work(pool: Any) -> bool:
         report, _ = await ingest_files(pool, org, files, log_format,
-                                       progress=sys.stdout.isatty())
+                                       progress=sys.stdout.isatty(), batch_size=batch_size)
         return bool(report.problems or report.rejections)
 
     if _run(lambda: _with_database(work)):
