@@ -9,12 +9,13 @@ parse and store, and the NDJSON store, one after the other, and prints each run 
 medians: other work on the machine slows some runs, the medians less. ``memory`` parses (and,
 with ``--store``, also stores) logs of each size and prints the peak memory of each.
 
-Every run is a child process started afresh: its peak memory is the child's peak resident set
-(ru_maxrss from wait4, the VmHWM of /proc), and its time is taken inside it around the work
-alone, without the start of Python. Stores go through the normal ingest path
-(``ingest_files``: read, parse, classify, COPY, rollup refresh, one transaction a batch) into
-an organization of their own, on an embedded PostgreSQL under a temporary directory, or on
-DATABASE_URL when it is set. pflogsumm is timed as a whole command.
+Every run is a child process started afresh: its peak memory is its peak resident set, the
+VmHWM that it reads from /proc at its end (for pflogsumm, ru_maxrss from wait4, which also
+counts the pages of this script before the child's exec: an upper bound), and its time is
+taken inside it around the work alone, without the start of Python. Stores go through the
+normal ingest path (``ingest_files``: read, parse, classify, COPY, rollup refresh, one
+transaction a batch) into an organization of their own, on an embedded PostgreSQL under a
+temporary directory, or on DATABASE_URL when it is set. pflogsumm is timed as a whole command.
 """
 
 from __future__ import annotations
@@ -153,10 +154,17 @@ def child_store(path: str, kind: str, organization: str, batch_size: int) -> dic
 def run_child(env: dict[str, str], *args: str) -> dict[str, Any]:
     """Run this script as a child; its figures with its peak resident set in MiB."""
     command = [sys.executable, __file__, "_child", *args]
-    figures, peak = _measured(command, env)
+    figures, _ = _measured(command, env)
     result: dict[str, Any] = json.loads(figures)
-    result["peak_rss_mib"] = peak
     return result
+
+
+def peak_rss_mib() -> float:
+    """This process's VmHWM: unlike ru_maxrss, it starts afresh at exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc: peak memory needs Linux")
 
 
 def run_pflogsumm(path: Path, lines: int) -> dict[str, Any]:
@@ -283,7 +291,7 @@ def main() -> None:
             figures = child_parse(*args)
         else:
             figures = child_store(args[0], args[1], args[2], int(args[3]))
-        print(json.dumps(figures))
+        print(json.dumps({**figures, "peak_rss_mib": peak_rss_mib()}))
         return
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
