@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from mailflow.errors import MailflowError
+from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE
 from mailflow.settings import Settings, describe_errors, get_settings
 from mailflow.store.embedded import EmbeddedPostgresError
 from mailflow.store.migrate import MigrationError
@@ -236,6 +237,10 @@ FilesArgument = Annotated[list[str], typer.Argument(
     help="Log files, plain or gzip, in time order; '-' reads stdin.")]
 OrgOption = Annotated[str, typer.Option(
     "--org", help="Organization the mail belongs to; created when it does not exist.")]
+# Advanced, hidden: message facts per transaction (the crash-safety test uses small batches).
+BatchSizeOption = Annotated[int, typer.Option(
+    "--batch-size", min=1, max=1_000_000, hidden=True,
+    help="Message facts stored per transaction.")]
 
 
 @ingest_app.command("postfix")
@@ -249,6 +254,7 @@ def ingest_postfix(
     follow: Annotated[bool, typer.Option(
         "--follow", help="Keep reading one FILE as it grows, through log rotation, until "
                          "SIGINT or SIGTERM; a later run resumes where this one stopped.")] = False,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Load Postfix logs: one fact per message crossing the boundary, rollups refreshed."""
     from mailflow.ingest.run import postfix_format
@@ -256,7 +262,7 @@ def ingest_postfix(
     if follow:
         _follow(org, files, year)
     else:
-        _ingest(org, files, postfix_format(year))
+        _ingest(org, files, postfix_format(year), batch_size)
 
 
 def _follow(org: str, files: list[str], year: int | None) -> None:
@@ -281,35 +287,43 @@ def _follow(org: str, files: list[str], year: int | None) -> None:
 
 
 @ingest_app.command("exim")
-def ingest_exim(files: FilesArgument, org: OrgOption) -> None:
+def ingest_exim(
+    files: FilesArgument, org: OrgOption, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+) -> None:
     """Load Exim main logs: one fact per message crossing the boundary, rollups refreshed."""
     from mailflow.ingest.run import exim_format
 
-    _ingest(org, files, exim_format())
+    _ingest(org, files, exim_format(), batch_size)
 
 
 @ingest_app.command("exchange")
-def ingest_exchange(files: FilesArgument, org: OrgOption) -> None:
+def ingest_exchange(
+    files: FilesArgument, org: OrgOption, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+) -> None:
     """Load Exchange Server message tracking logs: boundary mail by connector, rollups refreshed."""
     from mailflow.ingest.run import exchange_format
 
-    _ingest(org, files, exchange_format())
+    _ingest(org, files, exchange_format(), batch_size)
 
 
 @ingest_app.command("ndjson")
-def ingest_ndjson(files: FilesArgument, org: OrgOption) -> None:
+def ingest_ndjson(
+    files: FilesArgument, org: OrgOption, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+) -> None:
     """Load message facts in mailflow's record format as newline-delimited JSON."""
     from mailflow.ingest.run import records_format
 
-    _ingest(org, files, records_format("ndjson"))
+    _ingest(org, files, records_format("ndjson"), batch_size)
 
 
 @ingest_app.command("csv")
-def ingest_csv(files: FilesArgument, org: OrgOption) -> None:
+def ingest_csv(
+    files: FilesArgument, org: OrgOption, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+) -> None:
     """Load message facts in mailflow's record format as CSV, a header line first."""
     from mailflow.ingest.run import records_format
 
-    _ingest(org, files, records_format("csv"))
+    _ingest(org, files, records_format("csv"), batch_size)
 
 
 @ingest_app.command("tlsrpt")
@@ -334,7 +348,7 @@ def ingest_tlsrpt(
         raise typer.Exit(1)  # the summary has named the files that were not loaded
 
 
-def _ingest(org: str, files: list[str], log_format: Any) -> None:
+def _ingest(org: str, files: list[str], log_format: Any, batch_size: int) -> None:
     """Load ``files`` in ``log_format`` (a mailflow.ingest.run.LogFormat) into ``org``."""
     from mailflow.ingest.run import ingest_files
 
@@ -343,7 +357,7 @@ def _ingest(org: str, files: list[str], log_format: Any) -> None:
 
     async def work(pool: Any) -> bool:
         report, _ = await ingest_files(pool, org, files, log_format,
-                                       progress=sys.stdout.isatty())
+                                       progress=sys.stdout.isatty(), batch_size=batch_size)
         return bool(report.problems or report.rejections)
 
     if _run(lambda: _with_database(work)):

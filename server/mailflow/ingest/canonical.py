@@ -83,6 +83,8 @@ _TLS_SPELLINGS = {
     "TLSV1.2": TlsVersion.TLS1_2,
     "TLSV1.3": TlsVersion.TLS1_3,
 }
+_DIRECTIONS = dict(Direction.__members__)  # __members__ builds a new view at each use
+_STATUSES = dict(DeliveryStatus.__members__)
 _DEFAULT_STATUS = {Direction.INBOUND: DeliveryStatus.RECEIVED,
                    Direction.OUTBOUND: DeliveryStatus.DELIVERED}
 
@@ -205,7 +207,7 @@ def fact_from_record(record: Mapping[str, Any]) -> MessageFact:
             f"{FORMAT_VERSION}"
         )
 
-    direction = _choice(record, "direction", Direction.__members__, Direction.INBOUND)
+    direction = _choice(record, "direction", _DIRECTIONS, Direction.INBOUND)
     recipient_domains = _domains(record)
     connector = _text(record, "connector", lower=False)
     return MessageFact(
@@ -220,7 +222,7 @@ def fact_from_record(record: Mapping[str, Any]) -> MessageFact:
         recipient_domains=recipient_domains,
         recipients=_count(record, "recipients", default=1, maximum=MAX_RECIPIENTS),
         size_bytes=_count(record, "size_bytes", default=0, maximum=MAX_SIZE_BYTES),
-        status=_choice(record, "status", DeliveryStatus.__members__, _DEFAULT_STATUS[direction]),
+        status=_choice(record, "status", _STATUSES, _DEFAULT_STATUS[direction]),
         routes=(connector,) if connector else (),
     )
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -42,20 +45,25 @@ async def load_facts(
     classify: Callable[[MessageFact], MessageFact] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[StoreResult], None] | None = None,
+    read_ahead: bool = False,
 ) -> LoadResult:
     """Store the facts and refresh the rollups of the days they touch, batch by batch.
 
     Each batch commits its facts together with its rollups, so rollups equal facts after every
     batch; after an interruption, loading the same input again stores only what is missing.
-    ``on_batch`` is told of each batch as soon as it is committed.
+    ``on_batch`` is told of each batch as soon as it is committed. With ``read_ahead`` the
+    next batch is read and classified in a thread while PostgreSQL stores the one before, so
+    parsing and storing overlap; two batches are then held instead of one.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
 
     result = LoadResult()
-    for batch in _batches(facts, batch_size):
-        if classify is not None:
-            batch = [classify(fact) for fact in batch]
+    batches = _batches(facts, batch_size, classify)
+    ahead = _ReadAhead(batches) if read_ahead else None
+    upcoming = ahead.next() if ahead else None
+    while (batch := await upcoming if upcoming else next(batches, None)) is not None:
+        upcoming = ahead.next() if ahead else None
         async with pool.acquire() as connection:
             stored = await load_batch(connection, organization_id, batch)
             # Counted before the connection goes back: a cancellation there loses no count.
@@ -94,7 +102,51 @@ async def load_batch(
     return stored
 
 
-def _batches(facts: Iterable[MessageFact], size: int) -> Iterator[list[MessageFact]]:
+def _batches(
+    facts: Iterable[MessageFact], size: int, classify: Callable[[MessageFact], MessageFact] | None
+) -> Iterator[list[MessageFact]]:
     iterator = iter(facts)
     while batch := list(itertools.islice(iterator, size)):
-        yield batch
+        yield batch if classify is None else [classify(fact) for fact in batch]
+
+
+class _ReadAhead:
+    """Makes the next batch in a thread while the event loop waits for PostgreSQL.
+
+    One thread at a time reads the batches, never two. The thread is a daemon, so that an
+    interrupted ingest does not wait for a source that blocks (a pipe, standard input).
+    """
+
+    def __init__(self, batches: Iterator[list[MessageFact]]) -> None:
+        self._batches = batches
+        self._loop = asyncio.get_running_loop()
+
+    def next(self) -> asyncio.Future[list[MessageFact] | None]:
+        """The next batch, None after the last; an error of the source is raised by it."""
+        future: asyncio.Future[list[MessageFact] | None] = self._loop.create_future()
+        threading.Thread(target=self._make, args=(future,), daemon=True,
+                         name="mailflow-read-ahead").start()
+        return future
+
+    def _make(self, future: asyncio.Future[list[MessageFact] | None]) -> None:
+        try:
+            batch = next(self._batches, None)
+        except BaseException as error:  # handed to the awaiting task, raised there
+            self._settle(future, error)
+        else:
+            self._settle(future, batch)
+
+    def _settle(
+        self, future: asyncio.Future[list[MessageFact] | None],
+        outcome: list[MessageFact] | BaseException | None,
+    ) -> None:
+        def settle() -> None:
+            if future.done():  # the load was cancelled meanwhile
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        with contextlib.suppress(RuntimeError):  # a closed event loop waits for no batch
+            self._loop.call_soon_threadsafe(settle)

@@ -124,7 +124,8 @@ async def ingest_files(
                 report=report,
             ), report)
             result = await load_facts(pool, organization_id, facts, classify=classifier.assign,
-                                      batch_size=batch_size, on_batch=committed.add)
+                                      batch_size=batch_size, on_batch=committed.add,
+                                      read_ahead=True)
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(_stopped("interrupted", committed), file=sys.stderr)
         raise
