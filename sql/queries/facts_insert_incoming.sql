@@ -1,6 +1,7 @@
--- Move the copied batch into message_facts, skipping stored facts; count new facts per UTC day.
--- A fact keeps its connector only while the connector exists, and holds it (FOR KEY SHARE) until
--- commit: one removed since the facts were classified leaves them "no connector".
+-- Move the copied batch into message_facts, skipping stored facts; count the new facts by the
+-- keys of their daily rollups: UTC day, direction, connector and TLS version.
+-- A fact keeps its connector only while the connector exists; the caller holds the connectors
+-- (FOR KEY SHARE) until commit, so one removed since classification leaves them "no connector".
 WITH inserted_facts AS (
     INSERT INTO message_facts (
         organization_id,
@@ -19,35 +20,47 @@ WITH inserted_facts AS (
         status
     )
     SELECT
-        organization_id,
-        occurred_at,
-        source_key,
-        direction,
-        (
-            SELECT connectors.id
-            FROM connectors
-            WHERE connectors.organization_id = incoming.organization_id
-                AND connectors.id = incoming.connector_id
-            FOR KEY SHARE
-        ),
-        tls_version,
-        tls_cipher,
-        peer_host,
-        peer_ip,
-        sender_domain,
-        recipient_domains,
-        recipients,
-        size_bytes,
-        status
+        incoming.organization_id,
+        incoming.occurred_at,
+        incoming.source_key,
+        incoming.direction,
+        connectors.id,
+        incoming.tls_version,
+        incoming.tls_cipher,
+        incoming.peer_host,
+        incoming.peer_ip::inet,
+        incoming.sender_domain,
+        incoming.recipient_domains,
+        incoming.recipients,
+        incoming.size_bytes,
+        incoming.status
     FROM incoming_message_facts AS incoming
+    LEFT JOIN connectors
+        ON connectors.organization_id = incoming.organization_id
+        AND connectors.id = incoming.connector_id
     ORDER BY
-        source_key,
-        occurred_at
+        incoming.source_key,
+        incoming.occurred_at
     ON CONFLICT DO NOTHING
-    RETURNING occurred_at
+    RETURNING
+        occurred_at,
+        direction,
+        connector_id,
+        tls_version,
+        recipients,
+        size_bytes
 )
 SELECT
     (occurred_at AT TIME ZONE 'UTC')::date AS day,
-    count(*) AS inserted
+    direction,
+    connector_id,
+    tls_version,
+    count(*) AS messages,
+    sum(recipients)::bigint AS recipients,
+    sum(size_bytes)::bigint AS bytes
 FROM inserted_facts
-GROUP BY day
+GROUP BY
+    day,
+    direction,
+    connector_id,
+    tls_version

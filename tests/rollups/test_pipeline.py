@@ -362,3 +362,31 @@ async def test_a_batch_whose_last_step_fails_stores_no_fact_and_no_rollup(
 
     assert await pool.fetchval("SELECT count(*) FROM message_facts") == 0
     assert await pool.fetchval("SELECT count(*) FROM daily_rollups") == 0
+
+
+async def test_concurrent_overlapping_loads_of_one_organization_count_each_fact_once(
+    pool: asyncpg.Pool,
+    new_organization: NewOrganization,
+    make_fact: MakeFact,
+    stored_rollups: RollupRows,
+    expected_rollups: RollupRows,
+) -> None:
+    """Rollups grow by the facts each load stored: a fact both loads offer is added once."""
+    organization_id = await new_organization()
+    tls = list(TlsVersion)
+    facts = [
+        make_fact(f"key-{number}", f"2026-03-0{1 + number % 3}T{number % 24:02}:00:00",
+                  direction=list(Direction)[number % 2], tls_version=tls[number % len(tls)],
+                  recipients=1 + number % 4, size_bytes=1_000 + number)
+        for number in range(600)
+    ]
+
+    results = await asyncio.gather(
+        load_facts(pool, organization_id, facts[:400], batch_size=37),
+        load_facts(pool, organization_id, facts[200:], batch_size=41),
+        load_facts(pool, organization_id, facts[100:500], batch_size=53),
+    )
+
+    assert sum(result.inserted for result in results) == 600
+    assert await stored_rollups() == await expected_rollups()
+    assert await pool.fetchval("SELECT sum(messages) FROM daily_rollups") == 600

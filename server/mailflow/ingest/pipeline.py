@@ -1,4 +1,4 @@
-"""Load message facts in batches: classify, store and refresh rollups, one transaction a batch."""
+"""Load message facts in batches: classify, store and add to rollups, one transaction a batch."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datetime import date
 import asyncpg
 
 from mailflow.domain import MessageFact
-from mailflow.rollups.refresh import refresh_rollups
+from mailflow.rollups.refresh import add_to_rollups
 from mailflow.store.connection import Connection
 from mailflow.store.facts import StoreResult, ensure_partitions, months_of, store_facts
 
@@ -47,7 +47,7 @@ async def load_facts(
     on_batch: Callable[[StoreResult], None] | None = None,
     read_ahead: bool = False,
 ) -> LoadResult:
-    """Store the facts and refresh the rollups of the days they touch, batch by batch.
+    """Store the facts and add them to the rollups of the days they touch, batch by batch.
 
     Each batch commits its facts together with its rollups, so rollups equal facts after every
     batch; after an interruption, loading the same input again stores only what is missing.
@@ -82,7 +82,7 @@ async def load_batch(
     connection: Connection, organization_id: int, batch: list[MessageFact], *,
     then: Callable[[Connection], Awaitable[None]] | None = None,
 ) -> StoreResult:
-    """Store one batch and refresh its days' rollups in one transaction.
+    """Store one batch and add its new facts to their rollups in one transaction.
 
     ``then`` runs last in that transaction, so what it writes (a follow position) commits
     with the facts or not at all.
@@ -92,11 +92,9 @@ async def load_batch(
         async with connection.transaction():
             await ensure_partitions(connection, months_of(batch))
 
-    # A day spread over many batches is recounted by each: simple and always exact, at the
-    # price of rereading that day's facts once per batch.
     async with connection.transaction():
         stored = await store_facts(connection, organization_id, batch)
-        await refresh_rollups(connection, organization_id, stored.touched_days)
+        await add_to_rollups(connection, organization_id, stored.counts)
         if then is not None:
             await then(connection)
     return stored

@@ -1,5 +1,10 @@
 """Daily rollups: message facts counted per organization, day, direction, connector, TLS version."""
 
-from mailflow.rollups.refresh import RollupIsolationError, rebuild_rollups, refresh_rollups
+from mailflow.rollups.refresh import (
+    RollupIsolationError,
+    add_to_rollups,
+    rebuild_rollups,
+    refresh_rollups,
+)
 
-__all__ = ["RollupIsolationError", "rebuild_rollups", "refresh_rollups"]
+__all__ = ["RollupIsolationError", "add_to_rollups", "rebuild_rollups", "refresh_rollups"]

@@ -1,4 +1,9 @@
-"""Recompute daily rollups from message facts, for touched days or for everything."""
+"""Keep daily rollups equal to message facts: add newly stored facts, or recompute days.
+
+An ingest adds the counts of the facts it stored to their rollup rows, in the transaction
+that stored them (:func:`add_to_rollups`): its cost follows the new facts, not the history.
+Changes that move stored facts (a removed connector) recompute the days they touch.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from mailflow.store.connection import Connection
-from mailflow.store.facts import require_transaction
+from mailflow.store.facts import RollupCount, require_transaction
 from mailflow.store.sql import query
 
 # The advisory lock space of rollup refreshes ("mfro"); the organization id, folded into 31 bits,
@@ -16,6 +21,30 @@ ROLLUP_LOCK_CLASS = 0x6D66_726F
 
 class RollupIsolationError(RuntimeError):
     """A refresh ran in a transaction that could not see facts committed while it waited."""
+
+
+async def add_to_rollups(
+    connection: Connection, organization_id: int, counts: Iterable[RollupCount]
+) -> None:
+    """Add the counts of facts just stored to the organization's rollups, inside the caller's
+    transaction (the one that stored them), so rollups and facts commit together.
+
+    Facts are immutable and stored once (duplicates are not counted), so adding what is new
+    keeps every rollup row equal to a count over its facts.
+    """
+    require_transaction(connection, "add_to_rollups")
+    counts = list(counts)
+    if not counts:
+        return
+
+    await lock_organization_rollups(connection, organization_id)
+    await connection.execute(
+        query("rollups_add_counts"), organization_id,
+        [count.day for count in counts], [count.direction for count in counts],
+        [count.connector_id for count in counts], [count.tls_version for count in counts],
+        [count.messages for count in counts], [count.recipients for count in counts],
+        [count.bytes for count in counts],
+    )
 
 
 async def refresh_rollups(
