@@ -39,6 +39,7 @@ one line; a bad first line rejects the file.
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -353,6 +354,8 @@ def _text(record: Mapping[str, Any], name: str, *, lower: bool = True) -> str | 
     value = record.get(name)
     if value is None:
         return None
+    if type(value) is str and len(value) <= MAX_TEXT_LENGTH and "\x00" not in value:
+        return value.lower() if lower else value  # the common case, checked at once
     if not isinstance(value, str):
         raise RejectedRecord(f"{name} is a string, not {_shown(value)}")
     _check_text(name, value)
@@ -374,9 +377,17 @@ def _sender_domain(record: Mapping[str, Any]) -> str | None:
 
 def _domain(name: str, value: str) -> str:
     """A domain name in lower case without a trailing dot; RejectedRecord naming ``name``."""
+    domain = _normalized_domain(value)
+    if domain is None:
+        raise RejectedRecord(f"{name} {_shown(value)} is not {DOMAIN_RULE}")
+    return domain
+
+
+@functools.lru_cache(maxsize=1 << 16)  # domains repeat from record to record
+def _normalized_domain(value: str) -> str | None:
     domain = value.lower().removesuffix(".")
     if len(domain) > 253 or HOST_NAME.fullmatch(domain) is None:
-        raise RejectedRecord(f"{name} {_shown(value)} is not {DOMAIN_RULE}")
+        return None
     return domain
 
 
@@ -409,6 +420,8 @@ def _count(record: Mapping[str, Any], name: str, *, default: int, maximum: int) 
     value = record.get(name)
     if value is None:
         return default
+    if type(value) is int and 0 <= value <= maximum:
+        return value  # the common case, checked at once
     accepted = f"an integer from 0 to {maximum}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RejectedRecord(f"{name} is {accepted}, not {_shown(value)}")

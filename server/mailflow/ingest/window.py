@@ -7,6 +7,7 @@ year) and, at the edges of the calendar, times that cannot be converted to UTC d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -28,7 +29,23 @@ def latest(now: datetime | None = None) -> datetime:
 
 def in_window(moment: datetime, now: datetime | None = None) -> bool:
     """Whether an aware ``moment`` lies from EARLIEST to :func:`latest`, both included."""
+    if now is None:
+        return EARLIEST <= moment <= _latest_now()
     return EARLIEST <= moment <= latest(now)
+
+
+_latest_cache: tuple[float, datetime] = (-1.0, EARLIEST)
+
+
+def _latest_now() -> datetime:
+    """:func:`latest` of the clock, read at most once a second: it is asked once a fact."""
+    global _latest_cache
+    checked, bound = _latest_cache
+    tick = time.monotonic()
+    if tick - checked >= 1.0:
+        bound = latest()
+        _latest_cache = (tick, bound)
+    return bound
 
 
 def accepted_range(now: datetime | None = None) -> str:
