@@ -160,3 +160,18 @@ async def test_a_document_too_repetitive_to_validate_says_so(api: Api) -> None:
 
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "ask for each field once" in error["message"]
+
+
+async def test_a_total_too_large_to_send_is_an_internal_error_not_the_clients(
+    api: Api, seed: Seed, organization_id: int
+) -> None:
+    for version in (TlsVersion.NONE, TlsVersion.TLS1_2):
+        await seed.pool.execute(
+            "INSERT INTO daily_rollups VALUES ($1, '2025-01-01', 'INBOUND', NULL, $2, $3, 0, 0)",
+            organization_id, version.value, 2**62,
+        )
+
+    response = await api.post('{ mailFlow(start: "2025-01-01", end: "2025-01-01") { messages } }')
+
+    (error,) = response.json()["errors"]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"

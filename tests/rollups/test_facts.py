@@ -148,7 +148,7 @@ async def test_a_peer_ip_that_is_no_address_is_rejected_naming_the_source_key(
     [
         ("recipients", 2**31),
         ("recipients", -1),
-        ("size_bytes", 2**63),
+        ("size_bytes", 2**40 + 1),
         ("size_bytes", -1),
     ],
 )
@@ -166,12 +166,12 @@ async def test_a_count_outside_its_column_is_rejected_naming_key_and_value_befor
     assert await count_facts(pool) == 0
 
 
-async def test_the_largest_counts_the_columns_hold_are_stored(
+async def test_the_largest_counts_accepted_are_stored(
     pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact
 ) -> None:
     organization_id = await new_organization()
     largest = make_fact("largest", "2026-03-01T12:00:00", recipients=2**31 - 1,
-                        size_bytes=2**63 - 1)
+                        size_bytes=2**40)
 
     assert (await store(pool, organization_id, [largest])).inserted == 1
 

@@ -71,11 +71,15 @@ def client_error(error: GraphQLError, *, executing: bool, request_id: str | None
         return _with_code(error, VALIDATION_ABORTED_MESSAGE, VALIDATION_FAILED)
     if not executing:
         return _with_code(error, error.message, VALIDATION_FAILED)
-    if error.path is None or isinstance(cause, GraphQLError):
-        # graphql-core's own error at a field is an argument that does not fit its type,
-        # such as a null variable given to a non-null argument.
+    if error.path is None or _is_argument_error(cause):
         return _with_code(error, error.message, BAD_USER_INPUT)
     return internal_error(error, request_id)
+
+
+def _is_argument_error(cause: Exception | None) -> bool:
+    """Whether graphql-core refused a field's argument, e.g. a null variable for a non-null
+    one: its messages for that start "Argument '"; a value it could not serialize is ours."""
+    return isinstance(cause, GraphQLError) and cause.message.startswith("Argument '")
 
 
 def escaped_error(error: GraphQLError, request_id: str | None) -> GraphQLError:

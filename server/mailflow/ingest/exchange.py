@@ -64,7 +64,7 @@ from datetime import UTC, datetime, timedelta
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.report import IngestReport
-from mailflow.store.facts import MAX_RECIPIENTS, MAX_SOURCE_KEY_BYTES
+from mailflow.store.facts import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 
 # The columns of Exchange 2013, 2016 and 2019, in the order they are written.
 DEFAULT_FIELDS: tuple[str, ...] = (
@@ -90,7 +90,7 @@ RECIPIENTS_OUT_OF_RANGE = "recipient count out of range"
 KEY_TOO_LONG = "host, message id or next hop too long"
 
 # No mail system queues a terabyte; the bound also keeps a day's byte total in a bigint.
-MAX_MESSAGE_SIZE = 2**40
+MAX_MESSAGE_SIZE = MAX_SIZE_BYTES
 
 _SEND_EVENTS = frozenset({"SEND", "SENDEXTERNAL"})
 # Rows of one message to one next hop this close in time make one fact.

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.report import IngestReport
-from mailflow.store.facts import MAX_SOURCE_KEY_BYTES
+from mailflow.store.facts import MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 
 NO_TIMESTAMP = "exim line without time stamp"
 UNPARSEABLE_TIMESTAMP = "unparseable timestamp"
@@ -47,7 +47,7 @@ SIZE_OUT_OF_RANGE = "size out of range"
 KEY_TOO_LONG = "host, message id or relay too long"
 
 # No mail system queues a terabyte; the bound also keeps a day's byte total in a bigint.
-MAX_MESSAGE_SIZE = 2**40
+MAX_MESSAGE_SIZE = MAX_SIZE_BYTES
 
 _STAMP = re.compile(
     r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?"

@@ -62,7 +62,7 @@ from mailflow.ingest.syslog import (
     TimestampOutOfRangeError,
     split_syslog_line,
 )
-from mailflow.store.facts import MAX_RECIPIENTS, MAX_SOURCE_KEY_BYTES
+from mailflow.store.facts import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 
 MALFORMED = "malformed postfix line"
 UNPARSEABLE_TIMESTAMP = "unparseable timestamp"
@@ -73,7 +73,7 @@ RECIPIENTS_OUT_OF_RANGE = "recipient count out of range"
 KEY_TOO_LONG = "host, queue id or relay too long"
 
 # No mail system queues a terabyte; the bound also keeps a day's byte total in a bigint.
-MAX_MESSAGE_SIZE = 2**40
+MAX_MESSAGE_SIZE = MAX_SIZE_BYTES
 
 _TLS_HANDSHAKE = re.compile(
     r"(?:\w+ )?TLS connection (?:established|reused) (?:from|to) "

@@ -39,7 +39,7 @@ log = logging.getLogger("mailflow.ingest")
 
 MAX_REPORT_BYTES = 32 * 1024 * 1024  # far above any real report; stops a gzip bomb
 MAX_REPORT_ID_BYTES = 1024  # far inside the 2704 bytes a primary key's index row may hold
-MAX_COUNT = 2**63 - 1  # session counts are bigint columns
+MAX_COUNT = 2**40  # sessions of one policy in one report; a day's sum stays within a bigint
 
 REPORT_CONTENT_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
 ATTACHMENT_CONTENT_TYPES = ("application/gzip", "application/x-gzip", "application/json")

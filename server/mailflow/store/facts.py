@@ -35,7 +35,7 @@ INCOMING_COLUMNS = (
 FactRow = tuple[object, ...]
 
 MAX_RECIPIENTS = 2**31 - 1  # recipients is an integer column
-MAX_SIZE_BYTES = 2**63 - 1  # size_bytes is a bigint column
+MAX_SIZE_BYTES = 2**40  # 1 TiB: no message is larger, and a day's sum stays within a bigint
 MAX_SOURCE_KEY_BYTES = 1024  # far inside the 2704 bytes a primary key's index row may hold
 _TEXT_FIELDS = ("source_key", "tls_cipher", "peer_host", "sender_domain")
 
