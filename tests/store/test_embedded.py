@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import tempfile
@@ -12,6 +11,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from mailflow.settings import Settings
+from mailflow.store.db import open_database
 from mailflow.store.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
 
@@ -98,20 +99,18 @@ async def test_a_command_leaves_running_the_postgres_a_server_adopted(data_dir: 
     assert servers_running_in(data_dir) == []
 
 
-async def test_a_server_that_stops_lets_a_command_still_using_postgres_finish(
+async def test_a_server_that_stops_leaves_postgres_running_for_a_command_still_using_it(
     data_dir: Path,
 ) -> None:
-    server = EmbeddedPostgres(data_dir, owner=True, idle_stop_seconds=1)
-    dsn = server.start()
-    ingest = await asyncpg.connect(dsn)  # a command that shares the server's database
+    settings = Settings(data_dir=data_dir)
+    async with open_database(settings, server=True):
+        ingest = await asyncpg.connect(EmbeddedPostgres(data_dir).dsn())  # shares the database
     try:
-        server.stop()
         assert await ingest.fetchval("SELECT 42") == 42, "the command was cut off"
+        assert servers_running_in(data_dir), "PostgreSQL was stopped under the command"
     finally:
         await ingest.close()
 
-    for _ in range(100):  # PostgreSQL stops by itself once the command has closed
-        if not servers_running_in(data_dir):
-            break
-        await asyncio.sleep(0.1)
+    async with open_database(settings, server=True) as pool:  # the next server adopts it
+        assert await pool.fetchval("SELECT 1") == 1
     assert servers_running_in(data_dir) == []

@@ -14,10 +14,13 @@ from mailflow.settings import Settings, redact
 from mailflow.store.connection import Connection
 from mailflow.store.embedded import EmbeddedPostgres
 from mailflow.store.migrate import Migration, migrate
+from mailflow.store.sql import query
 
 log = logging.getLogger("mailflow.db")
 
 Pool = asyncpg.Pool
+
+SERVER_APPLICATION = "mailflow serve"  # application_name of the server's sessions
 
 
 class DatabaseUnavailableError(MailflowError):
@@ -53,17 +56,32 @@ async def open_database(
         dsn = embedded.start()
     try:
         pool = await create_pool(dsn, min_size=settings.pool_min_size,
-                                 max_size=settings.pool_max_size)
+                                 max_size=settings.pool_max_size,
+                                 server_settings={"application_name": (
+                                     SERVER_APPLICATION if server else "mailflow")})
         try:
             if run_migrations:
                 async with pool.acquire() as connection:
                     await migrate_or_explain(connection)
             yield pool
         finally:
+            if embedded is not None and server:
+                embedded.others_connected = await _other_sessions(pool)
             await pool.close()
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+async def _other_sessions(pool: Pool) -> int:
+    """Sessions of other commands (an ingest, a follower) on the embedded database, or 0."""
+    try:
+        async with pool.acquire(timeout=5) as connection:
+            count: int = await connection.fetchval(query("embedded_other_sessions"),
+                                                   SERVER_APPLICATION)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return 0
+    return count
 
 
 async def migrate_or_explain(connection: Connection) -> list[Migration]:

@@ -55,7 +55,7 @@ class EmbeddedPostgres:
     bindir: Path | None = field(default_factory=find_system_bindir)
     owner: bool = False
     started_here: bool = False
-    idle_stop_seconds: int = 10  # how long a server waits for other commands at its stop
+    others_connected: int = 0  # sessions of other commands, counted by the server at its end
     _pgserver: Any = None
     _lock: Any = None
 
@@ -115,28 +115,15 @@ class EmbeddedPostgres:
             if not self.owner and self._server_holds_lock():
                 log.info("leaving the embedded PostgreSQL running for the server that uses it")
                 return
-            if self.owner:
-                self._stop_when_idle()
+            if self.owner and self.others_connected:
+                log.info("leaving the embedded PostgreSQL running: %d session(s) of other "
+                         "mailflow commands use it; the next 'mailflow serve' adopts it and "
+                         "stops it", self.others_connected)
                 return
             self._run("pg_ctl", "-D", str(self.cluster_dir), "-w", "-s", "-m", "fast", "stop")
             log.info("embedded PostgreSQL stopped")
         finally:
             self._release_server_lock()
-
-    def _stop_when_idle(self) -> None:
-        """Stop PostgreSQL once no command uses it: an ingest still running is not cut off.
-
-        A smart shutdown refuses new sessions and lets those open finish; PostgreSQL stops
-        when the last one closes, whether or not this process waits that long.
-        """
-        try:
-            self._run("pg_ctl", "-D", str(self.cluster_dir), "-w", "-s", "-m", "smart",
-                      "-t", str(self.idle_stop_seconds), "stop")
-        except EmbeddedPostgresError:
-            log.warning("the embedded PostgreSQL stops once the commands still using it "
-                        "(an ingest, say) have finished; it accepts no new connections until then")
-            return
-        log.info("embedded PostgreSQL stopped")
 
     @property
     def _lock_path(self) -> Path:
