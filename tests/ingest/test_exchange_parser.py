@@ -263,3 +263,13 @@ def test_time_stamps_with_an_offset_or_none_are_utc() -> None:
 
     assert [fact.occurred_at for fact in facts] == [
         datetime(2026, 3, 2, 8, 0, tzinfo=UTC), datetime(2026, 3, 2, 8, 0, tzinfo=UTC)]
+
+
+def test_a_send_whose_every_recipient_was_refused_is_no_outbound_message() -> None:
+    refused = send(recipient_status="550 5.1.1 User unknown")
+    delivered = send(internal_message_id="7002", message_id="<s@example.com>")
+
+    facts, _ = parse([refused, delivered])
+
+    [fact] = facts
+    assert ":7002:" in fact.source_key

@@ -183,6 +183,15 @@ def test_text_that_is_neither_json_nor_mail_is_refused_as_not_json(tmp_path: Pat
         parse_report(document)
 
 
+def test_json_nested_too_deeply_is_refused_by_name(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+
+    [document] = read_report_file(str(deep))
+    with pytest.raises(InvalidTlsReportError, match=r"deep\.json: JSON nested too deeply"):
+        parse_report(document)
+
+
 @pytest.mark.parametrize(
     ("report", "message"),
     [

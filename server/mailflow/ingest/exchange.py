@@ -301,6 +301,8 @@ class _ExchangeReader:
             self._emit_send(self._sends.pop(send.key))
 
     def _emit_send(self, send: _Send) -> None:
+        if not send.recipients and not send.counted:
+            return  # every recipient was refused: nothing was delivered across
         row = send.row
         self._add(MessageFact(
             source_key=send.key,

@@ -156,6 +156,11 @@ def parse_report(document: ReportDocument) -> TlsReport:
             f"{error.colno}); expected a JSON TLS report, gzip-compressed or not, "
             "or an email carrying one"
         ) from None
+    except RecursionError:
+        raise InvalidTlsReportError(
+            f"{document.source}: JSON nested too deeply to be a TLS report; expected a JSON "
+            "TLS report, gzip-compressed or not, or an email carrying one"
+        ) from None
     try:
         return _report(_Fields(value, ""))
     except _FieldError as error:
