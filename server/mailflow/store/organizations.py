@@ -382,7 +382,8 @@ def shown(value: object) -> str:
     text = repr(value)
     if len(text) <= SHOWN_LENGTH:
         return text
-    return f"{text[:SHOWN_LENGTH]}... ({len(text)} characters)"
+    length = len(value) if isinstance(value, str) else len(text)
+    return f"{text[:SHOWN_LENGTH]}... ({length} characters)"
 
 
 def _describe_yaml_error(error: yaml.MarkedYAMLError) -> str:
