@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
-from mailflow.ingest.network import BoundaryPolicy
+from mailflow.ingest.network import BoundaryPolicy, InternalAddresses
 from mailflow.ingest.report import IngestReport
 from mailflow.store.facts import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 
@@ -96,7 +96,6 @@ _SEND_EVENTS = frozenset({"SEND", "SENDEXTERNAL"})
 # Rows of one message to one next hop this close in time make one fact.
 _SEND_WINDOW = timedelta(hours=1)
 _MAX_OPEN_SENDS = 100_000
-_ADDRESS_CACHE_SIZE = 4096
 _EARLIEST = datetime.min.replace(tzinfo=UTC) + _SEND_WINDOW
 _LATEST = datetime.max.replace(tzinfo=UTC) - _SEND_WINDOW
 
@@ -173,7 +172,7 @@ class _ExchangeReader:
         self._columns = _Columns.of(DEFAULT_FIELDS)
         self._sends: dict[str, _Send] = {}
         self._ready: list[MessageFact] = []
-        self._internal: dict[str, bool | None] = {}
+        self._is_internal = InternalAddresses(policy)
 
     def stream(self, lines: Iterable[str]) -> Iterator[MessageFact]:
         for line in lines:
@@ -341,19 +340,6 @@ class _ExchangeReader:
             self._report.skip(TIMESTAMP_OUT_OF_RANGE)
             return None
         return at
-
-    def _is_internal(self, ip: str) -> bool | None:
-        """Whether ``ip`` is internal; None when it is not an IP address."""
-        if ip in self._internal:
-            return self._internal[ip]
-        if len(self._internal) >= _ADDRESS_CACHE_SIZE:
-            self._internal.clear()
-        try:
-            internal: bool | None = self._policy.is_internal(ip)
-        except ValueError:
-            internal = None
-        self._internal[ip] = internal
-        return internal
 
     def _size(self, row: _Row) -> int:
         size = _number(row["total-bytes"], MAX_MESSAGE_SIZE)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
-from mailflow.ingest.network import BoundaryPolicy
+from mailflow.ingest.network import BoundaryPolicy, InternalAddresses
 from mailflow.ingest.report import IngestReport
 from mailflow.store.facts import MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 
@@ -132,7 +132,7 @@ class _EximReader:
         self._policy = policy
         self._report = report
         self._messages: dict[str, _Message] = {}
-        self._internal: dict[str, bool | None] = {}
+        self._is_internal = InternalAddresses(policy)
         self._next_sweep = _EARLIEST
         self._stamp: str | None = None
         self._stamp_time = _EARLIEST
@@ -300,19 +300,6 @@ class _EximReader:
         if at >= self._next_sweep:
             self._sweep(at)
         return at
-
-    def _is_internal(self, ip: str) -> bool | None:
-        """Whether ``ip`` is internal; None when it is not an IP address."""
-        if ip in self._internal:
-            return self._internal[ip]
-        if len(self._internal) >= 4096:
-            self._internal.clear()
-        try:
-            internal: bool | None = self._policy.is_internal(ip)
-        except ValueError:
-            internal = None
-        self._internal[ip] = internal
-        return internal
 
     def _sweep(self, now: datetime) -> None:
         """Flush messages the log has said nothing of for longer than Exim keeps them."""

@@ -75,3 +75,26 @@ class BoundaryPolicy:
     def is_outbound_route(self, routes: Iterable[str]) -> bool:
         """Whether any of ``routes`` is a route of an outbound connector (case-insensitive)."""
         return any(route.casefold() in self.outbound_routes for route in routes)
+
+
+class InternalAddresses:
+    """:meth:`BoundaryPolicy.is_internal` for a parser, remembered per address (peers repeat):
+    ``judge(ip)`` is True, False, or None when ``ip`` is no IP address."""
+
+    def __init__(self, policy: BoundaryPolicy, size: int = 4096) -> None:
+        self._policy = policy
+        self._size = size
+        self._known: dict[str, bool | None] = {}
+
+    def __call__(self, ip: str) -> bool | None:
+        known = self._known
+        if ip in known:
+            return known[ip]
+        if len(known) >= self._size:
+            known.clear()
+        try:
+            internal: bool | None = self._policy.is_internal(ip)
+        except ValueError:
+            internal = None
+        known[ip] = internal
+        return internal

@@ -54,7 +54,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.errors import MailflowError
-from mailflow.ingest.network import BoundaryPolicy
+from mailflow.ingest.network import BoundaryPolicy, InternalAddresses
 from mailflow.ingest.report import IngestReport
 from mailflow.ingest.syslog import (
     ClockState,
@@ -94,7 +94,6 @@ _SWEEP_EVERY = timedelta(minutes=10)
 _CONNECTION_IDLE = timedelta(hours=1)  # a handshake unused this long belongs to no delivery
 _UNQUEUED_IDLE = timedelta(hours=1)  # client= without qmgr: the client gave up, nothing queued
 _QUEUED_IDLE = timedelta(days=7)  # past Postfix's default 5-day queue lifetime: flush it
-_ADDRESS_CACHE_SIZE = 4096
 # The instants the windows above can be added to and taken from: time stamps outside are
 # out of range (only a corrupt log holds them).
 _EARLIEST = datetime.min.replace(tzinfo=UTC) + max(_CONNECTION_IDLE, _UNQUEUED_IDLE, _QUEUED_IDLE)
@@ -243,7 +242,7 @@ class _PostfixReader:
         self._messages: dict[tuple[str, str], _Message] = {}
         self._sessions: dict[tuple[str, str], _Handshake] = {}  # smtpd, until disconnect
         self._connections: dict[tuple[str, str], _Handshake] = {}  # smtp, latest per process
-        self._internal: dict[str, bool | None] = {}
+        self._is_internal = InternalAddresses(policy)
         self._next_sweep = _EARLIEST
         self._stamp: str | None = None
         self._stamp_time = _EARLIEST
@@ -528,19 +527,6 @@ class _PostfixReader:
         if at >= self._next_sweep:
             self._sweep(at)
         return at
-
-    def _is_internal(self, ip: str) -> bool | None:
-        """Whether ``ip`` is internal; None when it is not an IP address."""
-        if ip in self._internal:
-            return self._internal[ip]
-        if len(self._internal) >= _ADDRESS_CACHE_SIZE:
-            self._internal.clear()
-        try:
-            internal: bool | None = self._policy.is_internal(ip)
-        except ValueError:
-            internal = None
-        self._internal[ip] = internal
-        return internal
 
     def _sweep(self, now: datetime) -> None:
         """Forget state whose closing line the log lost; flush long-idle messages."""
