@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import asyncpg
 import pytest
@@ -84,3 +87,14 @@ def realdata(*parts: str) -> Path:
         pytest.skip(f"real data not available: {path} is absent "
                     "(it lives in ../shared/realdata beside the repository)")
     return path
+
+
+def load_script(path: Path) -> ModuleType:
+    """A Python file that is not part of a package, such as a benchmark, as a module."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,8 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import realdata
-from tests.test_acceptance_postfix import ask
-from tests.test_readme import free_port, wait_for_http
+from tests.test_acceptance_postfix import ask, serving
 
 BIN = Path(sys.executable).parent
 
@@ -88,16 +86,8 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     token = subprocess.run([str(BIN / "mailflow"), "token", "create", "--org", "acme"],
                            env=env, capture_output=True, text=True, check=True).stdout.strip()
 
-    port = free_port()
-    server = subprocess.Popen([str(BIN / "mailflow"), "serve", "--port", str(port)], env=env,
-                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/graphql"
-    try:
-        wait_for_http(url, server)
+    with serving(env) as url:
         yield url, token
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=60)
 
 
 def counts(points: object) -> dict[str, dict[str, int]]:

@@ -15,16 +15,13 @@ The log is one day (22 February 2020) of a small Exim 4 server. Reading it gives
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import realdata
-from tests.test_acceptance_postfix import BIN, ask, mailflow
-from tests.test_readme import free_port, wait_for_http
+from tests.test_acceptance_postfix import ask, mailflow, serving
 
 ORGANIZATION = """\
 organization: exim-acceptance
@@ -101,16 +98,8 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
         mailflow(env, "ingest", "exim", "--org", "exim-acceptance", log)
     token = mailflow(env, "token", "create", "--org", "exim-acceptance").strip()
 
-    port = free_port()
-    server = subprocess.Popen([str(BIN / "mailflow"), "serve", "--port", str(port)], env=env,
-                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/graphql"
-    try:
-        wait_for_http(url, server)
+    with serving(env) as url:
         yield url, token
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=60)
 
 
 def test_daily_inbound_and_outbound_messages_by_tls_version_match_the_log(

@@ -9,6 +9,7 @@ version of that smtp session. amavis re-injection over 127.0.0.1 is not counted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,6 +54,21 @@ def mailflow(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[str]:
+    """``mailflow serve`` on a free port until the block ends; the URL of its /graphql."""
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "mailflow"), "serve", "--port", str(port)], env=env,
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        wait_for_http(url, server)
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
+
+
 @pytest.fixture
 def relay_logs() -> list[str]:
     return [str(realdata("postfix", "relay-2021-mail.log.1")),
@@ -70,16 +86,8 @@ def served(database_url: str, relay_logs: list[str]) -> Iterator[tuple[str, str]
     assert output.count("\n") == 1, "the token is printed alone on stdout"
     token = output.strip()
 
-    port = free_port()
-    server = subprocess.Popen([str(BIN / "mailflow"), "serve", "--port", str(port)], env=env,
-                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/graphql"
-    try:
-        wait_for_http(url, server)
+    with serving(env) as url:
         yield url, token
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=60)
 
 
 def ask(url: str, token: str, query: str, **variables: object) -> dict[str, object]:

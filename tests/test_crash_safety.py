@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import random
 import signal
@@ -25,6 +24,7 @@ from mailflow.api.app import create_app
 from mailflow.settings import Settings
 from mailflow.store.embedded import EmbeddedPostgres
 from mailflow.store.tokens import create_token
+from tests.conftest import load_script
 
 MAILFLOW = str(Path(sys.executable).parent / "mailflow")
 GENERATOR = Path(__file__).parents[1] / "bench" / "postfix_log.py"
@@ -80,13 +80,7 @@ query Reports($start: Date!, $end: Date!) {
 
 
 def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_postfix_log", GENERATOR)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(GENERATOR)
 
 
 @pytest.fixture

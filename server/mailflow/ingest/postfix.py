@@ -152,7 +152,8 @@ class PostfixParser:
 
     def state(self) -> dict[str, Any]:
         """Everything the parser holds about messages not yet complete, as JSON values."""
-        return _STATE.dump_python(self._reader.snapshot(), mode="json")  # type: ignore[no-any-return]
+        state: dict[str, Any] = _STATE.dump_python(self._reader.snapshot(), mode="json")
+        return state
 
     @property
     def open_messages(self) -> int:
