@@ -15,6 +15,7 @@ from types import ModuleType
 import asyncpg
 import pytest
 
+from mailflow.compiled import stale_warning
 from mailflow.store.embedded import EmbeddedPostgres
 from mailflow.store.migrate import migrate
 
@@ -22,6 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 REALDATA = (REPO.parent / "shared" / "realdata").resolve()
 TEMPLATE = "mailflow_template"
 _database_numbers = itertools.count()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test old compiled modules in place of the source under test."""
+    warning = stale_warning()
+    if warning is not None:
+        raise pytest.UsageError(warning)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import asyncpg
 import typer
 from pydantic import ValidationError
 
+from mailflow.compiled import stale_warning
 from mailflow.errors import MailflowError
 from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE
 from mailflow.settings import Settings, describe_errors, get_settings
@@ -409,4 +410,7 @@ def export_schema() -> None:
 
 def main() -> None:
     """Console entry point."""
+    warning = stale_warning()
+    if warning is not None:
+        print(f"mailflow: warning: {warning}", file=sys.stderr)
     app()

@@ -32,3 +32,17 @@ class UnknownOrganizationError(MailflowError):
     """No organization has the given name or id."""
 
     code = "ORGANIZATION_NOT_FOUND"
+
+
+# Errors raised by modules that mypyc compiles live here: a compiled class loses the ``code``
+# it sets for its subclass.
+class InvalidMessageFactError(MailflowError, ValueError):
+    """A message fact holds a value that cannot be stored as given."""
+
+    code = "INVALID_MESSAGE_FACT"
+
+
+class ParserStateError(MailflowError, ValueError):
+    """A saved parser state that this version of the parser cannot take up."""
+
+    code = "INVALID_PARSER_STATE"

@@ -39,8 +39,8 @@ WITH inserted_facts AS (
         ON connectors.organization_id = incoming.organization_id
         AND connectors.id = incoming.connector_id
     ORDER BY
-        incoming.source_key,
-        incoming.occurred_at
+        incoming.occurred_at,
+        incoming.source_key
     ON CONFLICT DO NOTHING
     RETURNING
         occurred_at,

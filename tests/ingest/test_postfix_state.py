@@ -9,8 +9,9 @@ import pytest
 from tests.conftest import realdata
 
 from mailflow.domain import MessageFact, TlsVersion
+from mailflow.errors import ParserStateError
 from mailflow.ingest.network import BoundaryPolicy
-from mailflow.ingest.postfix import ParserStateError, PostfixParser, parse_postfix
+from mailflow.ingest.postfix import PostfixParser, parse_postfix
 from mailflow.ingest.report import IngestReport
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -52,8 +52,8 @@ from mailflow.ingest.classify import parse_address
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.report import IngestReport
 from mailflow.ingest.window import accepted_range, in_window
-from mailflow.store.facts import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 from mailflow.store.organizations import HOST_NAME
+from mailflow.store.rows import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 
 FORMAT_VERSION = 1
 FIELDS = (
@@ -450,7 +450,7 @@ def _shown(value: object) -> str:
     return f"{'a list' if isinstance(value, list) else 'an object'} {text}"
 
 
-def _number(value: float) -> str:
+def _number(value: int | float) -> str:
     """A JSON number as its JSON text (JSON's 1e+20 for a number that large), cut short."""
     return _short(str(value) if isinstance(value, int) else orjson.dumps(value).decode())
 

@@ -64,7 +64,7 @@ from datetime import UTC, datetime, timedelta
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.network import BoundaryPolicy, InternalAddresses
 from mailflow.ingest.report import IngestReport
-from mailflow.store.facts import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
+from mailflow.store.rows import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 
 # The columns of Exchange 2013, 2016 and 2019, in the order they are written.
 DEFAULT_FIELDS: tuple[str, ...] = (

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.network import BoundaryPolicy, InternalAddresses
 from mailflow.ingest.report import IngestReport
-from mailflow.store.facts import MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
+from mailflow.store.rows import MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 
 NO_TIMESTAMP = "exim line without time stamp"
 UNPARSEABLE_TIMESTAMP = "unparseable timestamp"

@@ -38,11 +38,11 @@ from typing import BinaryIO
 import asyncpg
 
 from mailflow.domain import MessageFact
-from mailflow.errors import MailflowError
+from mailflow.errors import MailflowError, ParserStateError
 from mailflow.ingest.classify import load_boundary_policy, load_classifier
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.pipeline import LoadResult, load_batch
-from mailflow.ingest.postfix import ParserStateError, PostfixParser
+from mailflow.ingest.postfix import PostfixParser
 from mailflow.ingest.report import IngestReport, plural
 from mailflow.ingest.run import postfix_format, summary
 from mailflow.ingest.sources import GZIP_MAGIC, LINE_TOO_LONG, MAX_LINE_LENGTH

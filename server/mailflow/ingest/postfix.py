@@ -46,23 +46,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
-from mailflow.errors import MailflowError
+from mailflow.errors import ParserStateError
 from mailflow.ingest.network import BoundaryPolicy, InternalAddresses
+from mailflow.ingest.postfix_state import (
+    STATE_VERSION,
+    Delivery,
+    Handshake,
+    OpenMessage,
+    ReaderState,
+)
 from mailflow.ingest.report import IngestReport
 from mailflow.ingest.syslog import (
-    ClockState,
     SyslogClock,
     TimestampOutOfRangeError,
     split_syslog_line,
 )
-from mailflow.store.facts import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
+from mailflow.store.rows import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 
 MALFORMED = "malformed postfix line"
 UNPARSEABLE_TIMESTAMP = "unparseable timestamp"
@@ -122,12 +127,6 @@ def parse_postfix(
     yield from _PostfixReader(policy, clock, report).stream(lines)
 
 
-class ParserStateError(MailflowError, ValueError):
-    """A saved parser state that this version of the parser cannot take up."""
-
-    code = "INVALID_PARSER_STATE"
-
-
 class PostfixParser:
     """Postfix lines to message facts, fed as the log grows, with a state to save and restore.
 
@@ -161,66 +160,10 @@ class PostfixParser:
         return self._reader.open_messages
 
 
-@dataclass(slots=True)
-class _Handshake:
-    """A TLS handshake logged by one smtpd or smtp process."""
-
-    version: TlsVersion
-    cipher: str
-    ip: str
-    at: datetime
+_STATE = TypeAdapter(ReaderState)
 
 
-@dataclass(slots=True)
-class _Delivery:
-    """Successful deliveries of one queued message to one external relay."""
-
-    at: datetime
-    host: str
-    ip: str
-    handshake: _Handshake | None
-    recipients: int = 0
-    domains: set[str] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _Message:
-    """What the log has said so far about one queue id."""
-
-    queue_id: str
-    seen_at: datetime
-    client_at: datetime | None = None
-    inbound: bool = False
-    peer_host: str | None = None
-    peer_ip: str | None = None
-    handshake: _Handshake | None = None
-    queued: bool = False
-    sender_domain: str | None = None
-    size: int = 0
-    recipients: int = 0
-    recipient_domains: set[str] = field(default_factory=set)
-    deliveries: dict[str, _Delivery] = field(default_factory=dict)
-
-
-STATE_VERSION = 1  # raise when the dataclasses of the state change
-
-
-@dataclass(slots=True)
-class _ReaderState:
-    """What :class:`_PostfixReader` carries from one line to the next."""
-
-    version: int
-    clock: ClockState
-    next_sweep: datetime
-    messages: list[tuple[str, _Message]]
-    sessions: list[tuple[str, str, _Handshake]]
-    connections: list[tuple[str, str, _Handshake]]
-
-
-_STATE = TypeAdapter(_ReaderState)
-
-
-def _read_state(state: Mapping[str, Any]) -> _ReaderState:
+def _read_state(state: Mapping[str, Any]) -> ReaderState:
     version = state.get("version")
     if version != STATE_VERSION:
         raise ParserStateError(
@@ -240,9 +183,9 @@ class _PostfixReader:
         self._policy = policy
         self._clock = clock
         self._report = report
-        self._messages: dict[tuple[str, str], _Message] = {}
-        self._sessions: dict[tuple[str, str], _Handshake] = {}  # smtpd, until disconnect
-        self._connections: dict[tuple[str, str], _Handshake] = {}  # smtp, latest per process
+        self._messages: dict[tuple[str, str], OpenMessage] = {}
+        self._sessions: dict[tuple[str, str], Handshake] = {}  # smtpd, until disconnect
+        self._connections: dict[tuple[str, str], Handshake] = {}  # smtp, latest per process
         self._is_internal = InternalAddresses(policy)
         self._next_sweep = _EARLIEST
         self._stamp: str | None = None
@@ -300,9 +243,9 @@ class _PostfixReader:
     def open_messages(self) -> int:
         return len(self._messages)
 
-    def snapshot(self) -> _ReaderState:
+    def snapshot(self) -> ReaderState:
         """The state to take up again with :meth:`restore`."""
-        return _ReaderState(
+        return ReaderState(
             version=STATE_VERSION,
             clock=self._clock.state(),
             next_sweep=self._next_sweep,
@@ -311,7 +254,7 @@ class _PostfixReader:
             connections=[(*key, handshake) for key, handshake in self._connections.items()],
         )
 
-    def restore(self, state: _ReaderState) -> None:
+    def restore(self, state: ReaderState) -> None:
         """Go on from ``state``; a handshake shared by a session and a message becomes two
         equal ones, which changes no fact (only a session's copy is ever updated)."""
         self._clock = SyslogClock.restored(state.clock)
@@ -379,7 +322,7 @@ class _PostfixReader:
         previous = self._messages.pop(message_key, None)
         if previous is not None:  # client= begins a queue id's life: Postfix reused this one
             self._emit(host, previous)
-        message = self._messages[message_key] = _Message(queue_id, at, client_at=at)
+        message = self._messages[message_key] = OpenMessage(queue_id, at, client_at=at)
 
         message.inbound = not (
             internal
@@ -420,7 +363,7 @@ class _PostfixReader:
             return
         message = self._messages.get((host, queue_id))
         if message is None:
-            message = self._messages[(host, queue_id)] = _Message(queue_id, at)
+            message = self._messages[(host, queue_id)] = OpenMessage(queue_id, at)
         message.seen_at = at
         if not message.queued:  # qmgr logs this again each time a deferred message returns
             message.queued = True
@@ -483,13 +426,13 @@ class _PostfixReader:
             return  # an internal relay, or a socket path such as [/var/run/dovecot/lmtp]
 
         if message is None:  # arrived before the log began
-            message = self._messages[(host, queue_id)] = _Message(queue_id, at, queued=True)
+            message = self._messages[(host, queue_id)] = OpenMessage(queue_id, at, queued=True)
         delivery = message.deliveries.get(relay)
         if delivery is None:
             handshake = self._connections.get((host, tag))
             if handshake is not None and handshake.ip != ip:
                 handshake = None  # that process's TLS was with another relay
-            delivery = message.deliveries[relay] = _Delivery(
+            delivery = message.deliveries[relay] = Delivery(
                 at, relay[:open_bracket], ip, handshake
             )
         delivery.recipients += 1
@@ -498,7 +441,7 @@ class _PostfixReader:
 
     # shared steps
 
-    def _handshake(self, stamp: str, text: str) -> _Handshake | None:
+    def _handshake(self, stamp: str, text: str) -> Handshake | None:
         match = _TLS_HANDSHAKE.match(text)
         if match is None:
             if "connection established" in text or "connection reused" in text:
@@ -508,7 +451,7 @@ class _PostfixReader:
         if at is None:
             return None
         version = _TLS_VERSIONS.get(match[2], TlsVersion.UNKNOWN)
-        return _Handshake(version, match[3], _bare_ip(match[1]), at)
+        return Handshake(version, match[3], _bare_ip(match[1]), at)
 
     def _time(self, stamp: str) -> datetime | None:
         if stamp == self._stamp:  # lines come in bursts within one second
@@ -542,7 +485,7 @@ class _PostfixReader:
             elif not message.queued and message.seen_at < now - _UNQUEUED_IDLE:
                 del self._messages[key]
 
-    def _emit(self, host: str, message: _Message) -> None:
+    def _emit(self, host: str, message: OpenMessage) -> None:
         facts = []
         if message.inbound and message.queued and message.client_at is not None:
             facts.append(_inbound_fact(host, message, message.client_at))
@@ -556,7 +499,7 @@ class _PostfixReader:
             self._report.found(fact.occurred_at)
 
 
-def _inbound_fact(host: str, message: _Message, arrived: datetime) -> MessageFact:
+def _inbound_fact(host: str, message: OpenMessage, arrived: datetime) -> MessageFact:
     handshake = message.handshake
     return MessageFact(
         source_key=f"postfix:{host}:{message.queue_id}:{arrived.isoformat()}:in",
@@ -574,7 +517,7 @@ def _inbound_fact(host: str, message: _Message, arrived: datetime) -> MessageFac
     )
 
 
-def _outbound_fact(host: str, message: _Message, relay: str, delivery: _Delivery) -> MessageFact:
+def _outbound_fact(host: str, message: OpenMessage, relay: str, delivery: Delivery) -> MessageFact:
     """The key holds the first delivery's time, not the arrival: the arrival may lie
     before the log, and the key must not change with where the log starts."""
     handshake = delivery.handshake

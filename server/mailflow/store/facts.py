@@ -2,65 +2,35 @@
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date
 
+import asyncpg
+
 from mailflow.domain import MessageFact
-from mailflow.errors import MailflowError
+from mailflow.errors import InvalidMessageFactError
 from mailflow.store.connection import Connection
+from mailflow.store.rows import (
+    COLUMNS,
+    FactRow,
+    RollupCount,
+    copy_text,
+    fact_record,
+    rollup_counts,
+    without_repeats,
+)
 from mailflow.store.sql import query
+
+__all__ = [
+    "InvalidMessageFactError", "NotInTransactionError", "RollupCount", "StoreResult",
+    "ensure_partitions", "fact_record", "months_of", "require_transaction", "store_facts",
+]
 
 PARTITION_LOCK = 0x6D66_7061  # "mfpa": one session at a time creates message_facts partitions
 
-INCOMING_COLUMNS = (
-    "organization_id",
-    "occurred_at",
-    "source_key",
-    "direction",
-    "connector_id",
-    "tls_version",
-    "tls_cipher",
-    "peer_host",
-    "peer_ip",
-    "sender_domain",
-    "recipient_domains",
-    "recipients",
-    "size_bytes",
-    "status",
-)
-
-FactRow = tuple[object, ...]
-
-MAX_RECIPIENTS = 2**31 - 1  # recipients is an integer column
-MAX_SIZE_BYTES = 2**40  # 1 TiB: no message is larger, and a day's sum stays within a bigint
-MAX_SOURCE_KEY_BYTES = 1024  # far inside the 2704 bytes a primary key's index row may hold
-_TEXT_FIELDS = ("source_key", "tls_cipher", "peer_host", "sender_domain")
-
-
-class InvalidMessageFactError(MailflowError, ValueError):
-    """A message fact holds a value that cannot be stored as given."""
-
-    code = "INVALID_MESSAGE_FACT"
-
-
 class NotInTransactionError(RuntimeError):
     """A store or refresh step was called outside the caller's transaction."""
-
-
-@dataclass(frozen=True, slots=True)
-class RollupCount:
-    """Newly stored facts of one daily rollup key: what its rollup row grows by."""
-
-    day: date
-    direction: str
-    connector_id: int | None
-    tls_version: str
-    messages: int
-    recipients: int
-    bytes: int
 
 
 @dataclass
@@ -142,11 +112,53 @@ async def store_facts(
     # apply that removes or renames several connectors never wait for each other in a cycle;
     # the insert then keeps only connectors held here and never waits for a row lock itself.
     connector_ids = sorted({fact.connector_id for fact in facts if fact.connector_id is not None})
+    held: set[int] = set()
     if connector_ids:
-        await connection.execute(query("facts_lock_connectors"), organization_id, connector_ids)
+        locked = await connection.fetch(query("facts_lock_connectors"), organization_id,
+                                        connector_ids)
+        held = {row["id"] for row in locked}
+
+    earliest = min(record[1] for record in records)
+    latest = max(record[1] for record in records)
+    if not await connection.fetchval(query("facts_stored_between"), organization_id,
+                                     earliest, latest):
+        stored = await _copy_new(connection, records, held)
+        if stored is not None:
+            return stored
+    return await _merge(connection, records)
+
+
+async def _copy_new(
+    connection: Connection, records: list[FactRow], held: set[int]
+) -> StoreResult | None:
+    """Copy facts of a span of time that holds no stored fact straight into message_facts.
+
+    None of them can be stored already, so the batch skips the merge, and its rollup counts
+    are counted here. If another ingest commits facts of the same key meanwhile, the copy
+    fails on the primary key and is undone; None then says to merge instead.
+    """
+    new = without_repeats(records)
+    try:
+        async with connection.transaction():  # a savepoint, undone alone if the copy fails
+            await connection.copy_to_table(
+                "message_facts", source=_Chunks(copy_text(new, held)), columns=COLUMNS,
+            )
+    except asyncpg.UniqueViolationError:
+        return None
+    counts = rollup_counts(new, held)
+    return StoreResult(
+        inserted=len(new),
+        duplicates=len(records) - len(new),
+        touched_days={count.day for count in counts},
+        counts=counts,
+    )
+
+
+async def _merge(connection: Connection, records: list[FactRow]) -> StoreResult:
+    """Copy the facts into a transaction's table and insert those not stored yet."""
     await connection.execute(query("facts_create_incoming_table"))
     await connection.copy_records_to_table(
-        "incoming_message_facts", records=records, columns=INCOMING_COLUMNS
+        "incoming_message_facts", records=records, columns=COLUMNS
     )
     rows = await connection.fetch(query("facts_insert_incoming"))
     await connection.execute(query("facts_drop_incoming_table"))
@@ -161,86 +173,16 @@ async def store_facts(
     )
 
 
-def fact_record(organization_id: int, fact: MessageFact) -> FactRow:
-    """The fact as a row of ``INCOMING_COLUMNS``.
+class _Chunks:
+    """``data`` as the async iterable of pieces that asyncpg's copy_to_table sends."""
 
-    Raises InvalidMessageFactError (a ValueError) for values PostgreSQL would misread (naive
-    timestamps) or reject in the middle of a COPY: malformed peer IPs, counts outside their
-    columns' ranges, NUL characters in text, and source keys too long to index.
-    """
-    if fact.occurred_at.tzinfo is None or fact.occurred_at.utcoffset() is None:
-        raise InvalidMessageFactError(
-            f"message fact {fact.source_key!r} has a naive occurred_at "
-            f"({fact.occurred_at.isoformat()}): give it a time zone, for example tzinfo=UTC"
-        )
-    _check_count(fact, "recipients", fact.recipients, MAX_RECIPIENTS)
-    _check_count(fact, "size_bytes", fact.size_bytes, MAX_SIZE_BYTES)
-    if "\x00" in _text_of(fact) or len(fact.source_key) * 4 > MAX_SOURCE_KEY_BYTES:
-        _check_text(fact)  # the slow check, which names the field
-    if fact.peer_ip is not None and not _is_ip_address(fact.peer_ip):
-        raise InvalidMessageFactError(
-            f"message fact {fact.source_key!r} has peer_ip {fact.peer_ip!r}, "
-            "which is not an IPv4 or IPv6 address"
-        )
-    # _value_ rather than .value: the property costs more than the rest of the row.
-    return (
-        organization_id,
-        fact.occurred_at,
-        fact.source_key,
-        fact.direction._value_,
-        fact.connector_id,
-        fact.tls_version._value_,
-        fact.tls_cipher,
-        fact.peer_host,
-        fact.peer_ip,
-        fact.sender_domain,
-        list(fact.recipient_domains),
-        fact.recipients,
-        fact.size_bytes,
-        fact.status._value_,
-    )
+    def __init__(self, data: bytes, size: int = 1 << 20) -> None:
+        self._data = memoryview(data)
+        self._size = size
 
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces()
 
-def _text_of(fact: MessageFact) -> str:
-    """Every text value of the fact in one string, to look for NUL characters at once."""
-    return "".join((fact.source_key, fact.tls_cipher or "", fact.peer_host or "",
-                    fact.sender_domain or "", *fact.recipient_domains))
-
-
-@functools.lru_cache(maxsize=1 << 14)  # peers repeat; parsing each anew was costly
-def _is_ip_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_count(fact: MessageFact, name: str, value: int, maximum: int) -> None:
-    if not 0 <= value <= maximum:
-        raise InvalidMessageFactError(
-            f"message fact {fact.source_key!r} has {name} {value}, "
-            f"outside the range 0 to {maximum} that can be stored"
-        )
-
-
-def _check_text(fact: MessageFact) -> None:
-    for name in _TEXT_FIELDS:
-        value = getattr(fact, name)
-        if value is not None and "\x00" in value:
-            raise InvalidMessageFactError(
-                f"message fact {fact.source_key!r} has {name} {value!r}, "
-                "with a NUL character, which PostgreSQL text cannot hold"
-            )
-    for domain in fact.recipient_domains:
-        if "\x00" in domain:
-            raise InvalidMessageFactError(
-                f"message fact {fact.source_key!r} has recipient domain {domain!r}, "
-                "with a NUL character, which PostgreSQL text cannot hold"
-            )
-    size = len(fact.source_key.encode())
-    if size > MAX_SOURCE_KEY_BYTES:
-        raise InvalidMessageFactError(
-            f"message fact {fact.source_key[:80]!r}... has a source key of {size} bytes, "
-            f"more than the {MAX_SOURCE_KEY_BYTES} that can be indexed"
-        )
+    async def _pieces(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self._data), self._size):
+            yield bytes(self._data[start:start + self._size])

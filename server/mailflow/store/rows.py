@@ -1,0 +1,224 @@
+"""Message facts as rows of message_facts: checked, encoded for COPY, counted for rollups.
+
+Everything here is pure and runs once per fact, so mypyc compiles it with the parsers.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from mailflow.domain import MessageFact
+from mailflow.errors import InvalidMessageFactError
+
+COLUMNS = (
+    "organization_id",
+    "occurred_at",
+    "source_key",
+    "direction",
+    "connector_id",
+    "tls_version",
+    "tls_cipher",
+    "peer_host",
+    "peer_ip",
+    "sender_domain",
+    "recipient_domains",
+    "recipients",
+    "size_bytes",
+    "status",
+)
+
+FactRow = tuple[
+    int, datetime, str, str, int | None, str, str | None, str | None, str | None, str | None,
+    list[str], int, int, str,
+]
+
+MAX_RECIPIENTS = 2**31 - 1  # recipients is an integer column
+MAX_SIZE_BYTES = 2**40  # 1 TiB: no message is larger, and a day's sum stays within a bigint
+MAX_SOURCE_KEY_BYTES = 1024  # far inside the 2704 bytes a primary key's index row may hold
+_TEXT_FIELDS = ("source_key", "tls_cipher", "peer_host", "sender_domain")
+_NULL = "\\N"
+
+
+@dataclass(frozen=True, slots=True)
+class RollupCount:
+    """Newly stored facts of one daily rollup key: what its rollup row grows by."""
+
+    day: date
+    direction: str
+    connector_id: int | None
+    tls_version: str
+    messages: int
+    recipients: int
+    bytes: int
+
+
+def fact_record(organization_id: int, fact: MessageFact) -> FactRow:
+    """The fact as a row of ``COLUMNS``.
+
+    Raises InvalidMessageFactError (a ValueError) for values PostgreSQL would misread (naive
+    timestamps) or reject in the middle of a COPY: malformed peer IPs, counts outside their
+    columns' ranges, NUL characters in text, and source keys too long to index.
+    """
+    if fact.occurred_at.tzinfo is None or fact.occurred_at.utcoffset() is None:
+        raise InvalidMessageFactError(
+            f"message fact {fact.source_key!r} has a naive occurred_at "
+            f"({fact.occurred_at.isoformat()}): give it a time zone, for example tzinfo=UTC"
+        )
+    _check_count(fact, "recipients", fact.recipients, MAX_RECIPIENTS)
+    _check_count(fact, "size_bytes", fact.size_bytes, MAX_SIZE_BYTES)
+    if "\x00" in _text_of(fact) or len(fact.source_key) * 4 > MAX_SOURCE_KEY_BYTES:
+        _check_text(fact)  # the slow check, which names the field
+    if fact.peer_ip is not None and not _is_ip_address(fact.peer_ip):
+        raise InvalidMessageFactError(
+            f"message fact {fact.source_key!r} has peer_ip {fact.peer_ip!r}, "
+            "which is not an IPv4 or IPv6 address"
+        )
+    return (
+        organization_id,
+        fact.occurred_at,
+        fact.source_key,
+        fact.direction.value,
+        fact.connector_id,
+        fact.tls_version.value,
+        fact.tls_cipher,
+        fact.peer_host,
+        fact.peer_ip,
+        fact.sender_domain,
+        list(fact.recipient_domains),
+        fact.recipients,
+        fact.size_bytes,
+        fact.status.value,
+    )
+
+
+def without_repeats(rows: Iterable[FactRow]) -> list[FactRow]:
+    """The rows in order, each key (source key and time) only the first time it comes."""
+    seen: set[tuple[str, datetime]] = set()
+    kept = []
+    for row in rows:
+        key = (row[2], row[1])
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
+
+
+def copy_text(rows: Iterable[FactRow], connectors: set[int]) -> bytes:
+    """The rows in COPY's text format, in the order of ``COLUMNS``.
+
+    A connector id not among ``connectors`` (those still there) is stored as no connector.
+    """
+    lines = []
+    for row in rows:
+        connector_id = row[4]
+        lines.append("\t".join((
+            str(row[0]),
+            row[1].isoformat(),
+            _text(row[2]),
+            row[3],
+            str(connector_id) if connector_id is not None and connector_id in connectors
+            else _NULL,
+            row[5],
+            _text(row[6]),
+            _text(row[7]),
+            _text(row[8]),
+            _text(row[9]),
+            _text(_array(row[10])),
+            str(row[11]),
+            str(row[12]),
+            row[13],
+        )))
+    lines.append("")
+    return "\n".join(lines).encode()
+
+
+def rollup_counts(rows: Iterable[FactRow], connectors: set[int]) -> list[RollupCount]:
+    """What the rows add to their daily rollups (UTC day, direction, connector, TLS version),
+    by key in key order, with connectors not among ``connectors`` counted as no connector."""
+    totals: dict[tuple[date, str, int, str], list[int]] = {}
+    for row in rows:
+        at = row[1]
+        if at.tzinfo is not UTC:
+            at = at.astimezone(UTC)
+        connector_id = row[4]
+        key = (at.date(), row[3], connector_id if connector_id in connectors else -1, row[5])
+        total = totals.get(key)
+        if total is None:
+            totals[key] = [1, row[11], row[12]]
+        else:
+            total[0] += 1
+            total[1] += row[11]
+            total[2] += row[12]
+    return [
+        RollupCount(day, direction, None if connector_id < 0 else connector_id, tls_version,
+                    *total)
+        for (day, direction, connector_id, tls_version), total in sorted(totals.items())
+    ]
+
+
+def _array(values: list[str]) -> str:
+    """A text[] literal: each element quoted, its quotes and backslashes escaped."""
+    return "{" + ",".join([
+        '"' + (value if '"' not in value and "\\" not in value
+               else value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+        for value in values
+    ]) + "}"
+
+
+def _text(value: str | None) -> str:
+    """A text value as COPY's text format writes it; None as its NULL."""
+    if value is None:
+        return _NULL
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                .replace("\r", "\\r"))
+    return value
+
+
+def _text_of(fact: MessageFact) -> str:
+    """Every text value of the fact in one string, to look for NUL characters at once."""
+    return "".join((fact.source_key, fact.tls_cipher or "", fact.peer_host or "",
+                    fact.sender_domain or "", *fact.recipient_domains))
+
+
+@functools.lru_cache(maxsize=1 << 14)  # peers repeat; parsing each anew was costly
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_count(fact: MessageFact, name: str, value: int, maximum: int) -> None:
+    if not 0 <= value <= maximum:
+        raise InvalidMessageFactError(
+            f"message fact {fact.source_key!r} has {name} {value}, "
+            f"outside the range 0 to {maximum} that can be stored"
+        )
+
+
+def _check_text(fact: MessageFact) -> None:
+    for name in _TEXT_FIELDS:
+        value = getattr(fact, name)
+        if value is not None and "\x00" in value:
+            raise InvalidMessageFactError(
+                f"message fact {fact.source_key!r} has {name} {value!r}, "
+                "with a NUL character, which PostgreSQL text cannot hold"
+            )
+    for domain in fact.recipient_domains:
+        if "\x00" in domain:
+            raise InvalidMessageFactError(
+                f"message fact {fact.source_key!r} has recipient domain {domain!r}, "
+                "with a NUL character, which PostgreSQL text cannot hold"
+            )
+    size = len(fact.source_key.encode())
+    if size > MAX_SOURCE_KEY_BYTES:
+        raise InvalidMessageFactError(
+            f"message fact {fact.source_key[:80]!r}... has a source key of {size} bytes, "
+            f"more than the {MAX_SOURCE_KEY_BYTES} that can be indexed"
+        )
