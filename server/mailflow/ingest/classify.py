@@ -147,12 +147,14 @@ class Classifier:
         return None if connector_id is None else self.connectors[connector_id]
 
     def connector_id(self, fact: MessageFact) -> int | None:
+        if not self.connectors:
+            return None
+        # True and False for the direction: an enumeration member hashes slowly.
         if fact.direction is Direction.INBOUND:
-            key: tuple[object, ...] = (fact.direction, fact.peer_host, fact.peer_ip,
-                                       fact.sender_domain, fact.routes)
+            key: tuple[object, ...] = (True, fact.peer_host, fact.peer_ip, fact.sender_domain,
+                                       fact.routes)
         else:
-            key = (fact.direction, fact.peer_host, fact.peer_ip, fact.recipient_domains,
-                   fact.routes)
+            key = (False, fact.peer_host, fact.peer_ip, fact.recipient_domains, fact.routes)
         try:
             return self._cache[key]
         except KeyError:

@@ -53,8 +53,9 @@ async def refresh_rollups(
     """Recompute the organization's rollups of exactly ``days`` (UTC) inside the caller's
     transaction; return the number of rollup rows written.
 
-    Only the facts of those days are read, through the primary key (organization_id, occurred_at,
-    source_key) of each partition they fall in, so the cost follows the touched days, not the history.
+    Only the facts of those days are read, through the primary key (organization_id,
+    occurred_at, source_key) of each partition they fall in, so the cost follows the touched
+    days, not the history.
     """
     require_transaction(connection, "refresh_rollups")
     touched = sorted({_as_date(day) for day in days})
