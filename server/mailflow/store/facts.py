@@ -30,6 +30,7 @@ INCOMING_COLUMNS = (
     "recipients",
     "size_bytes",
     "status",
+    "routes",
 )
 
 FactRow = tuple[object, ...]
@@ -198,13 +199,14 @@ def fact_record(organization_id: int, fact: MessageFact) -> FactRow:
         fact.recipients,
         fact.size_bytes,
         fact.status._value_,
+        list(fact.routes) if fact.routes else None,
     )
 
 
 def _text_of(fact: MessageFact) -> str:
     """Every text value of the fact in one string, to look for NUL characters at once."""
     return "".join((fact.source_key, fact.tls_cipher or "", fact.peer_host or "",
-                    fact.sender_domain or "", *fact.recipient_domains))
+                    fact.sender_domain or "", *fact.recipient_domains, *fact.routes))
 
 
 @functools.lru_cache(maxsize=1 << 14)  # peers repeat; parsing each anew was costly
@@ -232,12 +234,13 @@ def _check_text(fact: MessageFact) -> None:
                 f"message fact {fact.source_key!r} has {name} {value!r}, "
                 "with a NUL character, which PostgreSQL text cannot hold"
             )
-    for domain in fact.recipient_domains:
-        if "\x00" in domain:
-            raise InvalidMessageFactError(
-                f"message fact {fact.source_key!r} has recipient domain {domain!r}, "
-                "with a NUL character, which PostgreSQL text cannot hold"
-            )
+    for kind, values in (("recipient domain", fact.recipient_domains), ("route", fact.routes)):
+        for value in values:
+            if "\x00" in value:
+                raise InvalidMessageFactError(
+                    f"message fact {fact.source_key!r} has {kind} {value!r}, "
+                    "with a NUL character, which PostgreSQL text cannot hold"
+                )
     size = len(fact.source_key.encode())
     if size > MAX_SOURCE_KEY_BYTES:
         raise InvalidMessageFactError(
