@@ -16,6 +16,7 @@ from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.errors import OrganizationFileError
 from mailflow.ingest.classify import load_classifier
 from mailflow.ingest.pipeline import load_facts
+from mailflow.ingest.reclassify import reclassify
 from mailflow.settings import Settings
 from mailflow.store.organizations import load_organization_file
 from mailflow.store.tokens import TokenRole
@@ -42,7 +43,9 @@ DELETE = """
 mutation Delete($id: ID!) { deleteConnector(id: $id) { deletedConnectorId name } }
 """
 ADD_DOMAINS = """
-mutation Add($domains: [String!]!) { addAcceptedDomains(domains: $domains) { acceptedDomains added } }
+mutation Add($domains: [String!]!) {
+  addAcceptedDomains(domains: $domains) { acceptedDomains added }
+}
 """
 REMOVE_DOMAINS = """
 mutation Remove($domains: [String!]!) {
@@ -386,6 +389,26 @@ async def test_a_changed_rule_applies_to_mail_ingested_afterwards(
     by_fact = dict(await pool.fetch(
         "SELECT source_key, connector_id IS NOT NULL FROM message_facts ORDER BY 1"))
     assert by_fact == {"fact-1": True, "fact-2": False, "fact-3": False, "fact-4": True}
+
+
+async def test_reclassify_after_an_update_moves_mail_already_loaded_in_reports(
+    admin: Api, pool: asyncpg.Pool, organization_id: int,
+) -> None:
+    created = await admin.data(CREATE, {"input": PARTNER})
+    await ingest(pool, organization_id, [
+        fact(1, "fabrikam.example"), fact(2, "contoso.example"), fact(3, "contoso.example")])
+    await admin.data(UPDATE, {"id": created["createConnector"]["connector"]["id"],
+                              "input": {"senderDomains": ["contoso.example"]}})
+    assert await messages_by_connector(admin) == {"Fabrikam": 1, None: 2}
+
+    await reclassify(pool, organization_id, DAY, DAY)
+
+    assert await messages_by_connector(admin) == {"Fabrikam": 2, None: 1}
+    tls = await admin.data(
+        "query T($start: Date, $end: Date) { tlsBreakdown(start: $start, end: $end,"
+        " noConnector: true) { total } }", RANGE)
+    assert tls["tlsBreakdown"]["total"] == 1
+    assert await rollups_equal_facts(pool, organization_id)
 
 
 async def test_a_created_connector_takes_mail_pushed_afterwards(
