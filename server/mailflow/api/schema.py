@@ -891,7 +891,10 @@ class Mutation:
             decode_global_id(CONNECTOR, id))
         if deleted is None:
             raise _no_connector(id)
-        return DeleteConnectorPayload(deleted_connector_id=id, name=deleted.name)
+        return DeleteConnectorPayload(
+            deleted_connector_id=strawberry.ID(encode_global_id(CONNECTOR, deleted.id)),
+            name=deleted.name,
+        )
 
     @resolved_field(
         description="Add accepted domains; domains the organization has already are kept. "
