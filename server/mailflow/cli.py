@@ -1,14 +1,16 @@
-"""The ``mailflow`` command: migrate, declare organizations, ingest logs, mint tokens, serve."""
+"""The ``mailflow`` command: migrate, declare organizations, ingest logs, classify them again,
+mint tokens, serve."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import asyncpg
 import typer
@@ -373,6 +375,62 @@ def _check_files(files: list[str]) -> None:
             problem = "is a directory" if path.is_dir() else "no such file"
             typer.echo(f"mailflow: error: {name}: {problem}", err=True)
             raise typer.Exit(2)
+
+
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@app.command()
+def reclassify(
+    org: Annotated[str, typer.Option("--org", help="Organization whose mail to classify again.")],
+    first: Annotated[str, typer.Option(
+        "--from", metavar="DATE", help="First UTC day, YYYY-MM-DD, included.")],
+    last: Annotated[str, typer.Option(
+        "--to", metavar="DATE", help="Last UTC day, YYYY-MM-DD, included.")],
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", min=1, max=1_000_000, hidden=True,
+        help="Message facts classified per transaction.")] = None,
+) -> None:
+    """Give the stored mail of a range of UTC days the connectors today's rules choose, and
+    rebuild those days' rollups to match; running it again changes nothing."""
+    from mailflow.ingest.reclassify import DEFAULT_BATCH_SIZE
+    from mailflow.ingest.reclassify import reclassify as reclassify_range
+    from mailflow.ingest.report import plural
+
+    start, end = _utc_day("--from", first), _utc_day("--to", last)
+    if end < start:
+        _usage_error(f"--to {end} is before --from {start}; give the first day with --from "
+                     "and the last with --to (the same day for one day)")
+
+    async def work(pool: Any) -> None:
+        async with pool.acquire() as connection:
+            organization_id = await _organization_id(connection, org)
+        result = await reclassify_range(pool, organization_id, start, end,
+                                        batch_size=batch_size or DEFAULT_BATCH_SIZE)
+        typer.echo(
+            f"organization {org}, {start} to {end} (UTC): {plural(result.facts, 'message fact')} "
+            f"classified again, {result.moved} given another connector; the rollups of "
+            f"{plural(len(result.days_changed), 'day')} changed",
+            err=True,
+        )
+
+    _run(lambda: _with_database(work))
+
+
+def _utc_day(option: str, text: str) -> date:
+    """The day an option names as YYYY-MM-DD; exit 2 with a message naming it otherwise."""
+    try:
+        if DAY.match(text):
+            return date.fromisoformat(text)
+        problem = "is not written YYYY-MM-DD"
+    except ValueError as error:
+        problem = f"is not a date ({error})"
+    _usage_error(f"{option} {text[:40]!r} {problem}; give a UTC day such as 2021-01-27")
+
+
+def _usage_error(message: str) -> NoReturn:
+    typer.echo(f"mailflow: error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 @app.command()

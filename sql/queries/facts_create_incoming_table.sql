@@ -15,6 +15,7 @@ CREATE TEMPORARY TABLE incoming_message_facts (
     recipient_domains text[] NOT NULL,
     recipients integer NOT NULL,
     size_bytes bigint NOT NULL,
-    status text NOT NULL
+    status text NOT NULL,
+    routes text[]
 )
 ON COMMIT DROP

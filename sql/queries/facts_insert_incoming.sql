@@ -17,7 +17,8 @@ WITH inserted_facts AS (
         recipient_domains,
         recipients,
         size_bytes,
-        status
+        status,
+        routes
     )
     SELECT
         incoming.organization_id,
@@ -33,7 +34,8 @@ WITH inserted_facts AS (
         incoming.recipient_domains,
         incoming.recipients,
         incoming.size_bytes,
-        incoming.status
+        incoming.status,
+        incoming.routes
     FROM incoming_message_facts AS incoming
     LEFT JOIN connectors
         ON connectors.organization_id = incoming.organization_id

@@ -54,12 +54,24 @@ def test_the_schema_has_the_query_fields_front_ends_use() -> None:
     assert query is not None
     assert list(query.fields) == [
         "connectors", "connector", "mailFlow", "tlsBreakdown", "insights",
-        "tlsSessions", "tlsFailures",
+        "tlsSessions", "tlsFailures", "acceptedDomains", "internalNetworks",
     ]
     assert list(schema._schema.type_map["Connector"].fields) == [  # type: ignore[union-attr]
         "id", "name", "direction", "kind", "requireTls", "senderDomains", "recipientDomains",
         "clientIps", "smartHosts", "tlsCertNames", "routes", "volume", "tlsBreakdown", "insights",
     ]
+
+
+def test_the_schema_has_mutations_for_connectors_accepted_domains_and_internal_networks() -> None:
+    mutation = schema._schema.mutation_type
+    assert mutation is not None
+    assert list(mutation.fields) == [
+        "createConnector", "updateConnector", "deleteConnector",
+        "addAcceptedDomains", "removeAcceptedDomains",
+        "addInternalNetworks", "removeInternalNetworks",
+    ]
+    # A refused mutation is null beside the others that ran, not the whole answer.
+    assert all(not str(field.type).endswith("!") for field in mutation.fields.values())
 
 
 def test_the_sdl_prints_the_long_scalar_and_the_enums() -> None:

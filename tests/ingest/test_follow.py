@@ -21,6 +21,7 @@ from mailflow.ingest.pipeline import LoadResult
 from mailflow.ingest.postfix import PostfixParser
 from mailflow.ingest.report import IngestReport
 from mailflow.ingest.run import ingest_postfix_files
+from mailflow.store.organizations import connector_config, create_connector, find_organization
 
 
 async def counts(pool: asyncpg.Pool) -> tuple[int, int]:
@@ -79,6 +80,28 @@ async def test_a_batch_closes_at_the_batch_size_before_a_second_passes(
         # Two full batches commit at once; the seventh message waits for the clock or the stop.
         await eventually(lambda: counts(pool), lambda counted: counted == (6, 6))
     assert await counts(pool) == (7, 7)
+
+
+async def test_a_connector_created_while_following_takes_the_mail_read_afterwards(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(tls_messages(0, 2))
+
+    async with following(pool, log):
+        await eventually(lambda: counts(pool), lambda counted: counted == (2, 2))
+        async with pool.acquire() as connection:
+            organization_id = await find_organization(connection, "acme")
+            assert organization_id is not None
+            await create_connector(connection, organization_id, connector_config(
+                {"name": "Partner", "direction": "inbound", "kind": "partner",
+                 "sender_domains": ["example.net"]}, subject="partner"))
+        append(log, tls_messages(2, 3))
+        await eventually(lambda: counts(pool), lambda counted: counted == (5, 5))
+
+    by_connector = dict(await pool.fetch(
+        "SELECT connector_id IS NOT NULL, count(*) FROM message_facts GROUP BY 1"))
+    assert by_connector == {False: 2, True: 3}
 
 
 async def test_a_rename_rotation_loses_and_doubles_nothing(

@@ -26,7 +26,7 @@ RollupRows = Callable[[], Awaitable[set[tuple[object, ...]]]]
 
 STORED = """
 SELECT source_key, occurred_at, direction, connector_id, tls_version, tls_cipher, peer_host,
-       host(peer_ip), sender_domain, recipient_domains, recipients, size_bytes, status
+       host(peer_ip), sender_domain, recipient_domains, recipients, size_bytes, status, routes
 FROM message_facts WHERE organization_id = $1 ORDER BY occurred_at, source_key
 """
 
@@ -42,7 +42,7 @@ def as_row(fact: MessageFact) -> tuple[object, ...]:
     return (fact.source_key, fact.occurred_at, fact.direction.value, fact.connector_id,
             fact.tls_version.value, fact.tls_cipher, fact.peer_host, fact.peer_ip,
             fact.sender_domain, list(fact.recipient_domains), fact.recipients, fact.size_bytes,
-            fact.status.value)
+            fact.status.value, list(fact.routes) if fact.routes else None)
 
 
 async def test_text_that_copy_would_misread_is_stored_as_it_was_given(
@@ -53,6 +53,7 @@ async def test_text_that_copy_would_misread_is_stored_as_it_was_given(
         make_fact("tab\there, newline\nthere, back\\slash, \\N, quote\"", "2026-03-01T12:00:00"),
         tls_cipher="\\N", peer_host="odd\rhost", sender_domain="a\\b",
         recipient_domains=('quo"ted', "back\\slash", "com,ma", "{brace}", "NULL", ""),
+        routes=("dnslookup", 'with "quotes" and \\', "tab\there"),
     )
     plain = dataclasses.replace(make_fact("plain", "2026-03-01T12:00:01"), tls_cipher=None,
                                 peer_host=None, peer_ip=None, sender_domain=None,

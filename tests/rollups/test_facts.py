@@ -187,15 +187,19 @@ async def test_a_nul_character_in_text_is_rejected_naming_the_field(
         await store(pool, organization_id, [bad])
 
 
-async def test_a_nul_character_in_a_recipient_domain_is_rejected(
-    pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact
+@pytest.mark.parametrize(("field", "named"), [
+    ("recipient_domains", "recipient domain"), ("routes", "route"),
+])
+async def test_a_nul_character_in_a_recipient_domain_or_a_route_is_rejected(
+    pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact,
+    field: str, named: str,
 ) -> None:
     organization_id = await new_organization()
     bad = dataclasses.replace(
-        make_fact("nul", "2026-03-01T12:00:00"), recipient_domains=("example.org", "a\x00b")
+        make_fact("nul", "2026-03-01T12:00:00"), **{field: ("example.org", "a\x00b")}
     )
 
-    with pytest.raises(InvalidMessageFactError, match=r"'nul' has recipient domain 'a\\x00b'"):
+    with pytest.raises(InvalidMessageFactError, match=rf"'nul' has {named} 'a\\x00b'"):
         await store(pool, organization_id, [bad])
 
 

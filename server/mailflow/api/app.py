@@ -24,7 +24,7 @@ from mailflow.api.auth import (
     ForbiddenError,
     UnauthenticatedError,
     forbidden_response,
-    organization_of,
+    reader_of,
     unauthenticated_response,
 )
 from mailflow.api.body import (
@@ -153,14 +153,16 @@ class GraphQLEndpoint:
         # One connection per request: authentication and every loader share it, so a request
         # costs one pool checkout (and one reset) however many reads it makes.
         async with self.pool.acquire() as connection:
-            organization_id = await organization_of(
+            grant = await reader_of(
                 request, connection, demo_organization_id=self.demo_organization_id
             )
             context = RequestContext(
-                organization_id=organization_id,
+                organization_id=grant.organization_id,
+                role=grant.role,
                 request_id=request_id,
                 settings=self.settings,
-                loaders=ReportLoaders(connection, organization_id),
+                connection=connection,
+                loaders=ReportLoaders(connection, grant.organization_id),
                 today=utc_today(),
             )
             try:

@@ -40,11 +40,12 @@ class RepeatedAuthorizationError(UnauthenticatedError):
     status_code = 400
 
 
-async def organization_of(
+async def reader_of(
     request: Request, connection: Connection, *, demo_organization_id: int | None
-) -> int:
-    """The id of the organization whose reports the request reads; UnauthenticatedError if
-    none, ForbiddenError for a token that may not read reports (an ingest token)."""
+) -> Grant:
+    """The organization whose reports the request reads, and the request's role;
+    UnauthenticatedError if none, ForbiddenError for a token that may not read reports (an
+    ingest token)."""
     grant = await grant_of(request, connection, demo_organization_id=demo_organization_id)
     if not grant.role.reads_reports:
         raise ForbiddenError(
@@ -52,7 +53,7 @@ async def organization_of(
             "POST /ingest; read reports with a viewer or admin token "
             "('mailflow token create --role viewer')"
         )
-    return grant.organization_id
+    return grant
 
 
 async def grant_of(

@@ -10,15 +10,20 @@ import strawberry
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import DateRange, resolve_range
 from mailflow.settings import Settings
+from mailflow.store.connection import Connection
+from mailflow.store.tokens import TokenRole
 
 
 @dataclass
 class RequestContext:
-    """One request: whose organization it reads, its id in logs, its loaders and its today."""
+    """One request: whose organization it reads and with which role, its id in logs, its
+    connection (mutations write through it; reads go through the loaders) and its today."""
 
     organization_id: int
+    role: TokenRole
     request_id: str
     settings: Settings
+    connection: Connection
     loaders: ReportLoaders
     today: date
 

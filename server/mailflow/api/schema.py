@@ -1,11 +1,15 @@
-"""The GraphQL schema of the reports; ``str(schema)`` prints its SDL.
+"""The GraphQL schema of the reports and of the organization's settings; ``str(schema)``
+prints its SDL.
 
-Resolvers validate arguments, ask the request's loaders for rows, and derive every answer
-from those rows synchronously; only the loaders touch the database.
+Query resolvers validate arguments, ask the request's loaders for rows, and derive every
+answer from those rows synchronously; only the loaders read the database. Mutation resolvers
+(admin tokens only) change the organization through the store's functions, which check values
+by the organization file's rules; mutations run one after the other, never beside a read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable
 from enum import Enum
@@ -15,8 +19,10 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
+from strawberry.utils.str_converters import to_camel_case
 
 from mailflow import domain
+from mailflow.api.auth import ForbiddenError
 from mailflow.api.context import Info
 from mailflow.api.errors import ErrorBoundary
 from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id, shown_id
@@ -36,6 +42,8 @@ from mailflow.reports.insights import Insight as ReportInsight
 from mailflow.reports.loaders import ConnectorWindow, FlowQuery
 from mailflow.reports.queries import DailyTotal, FlowFilter
 from mailflow.reports.ranges import DateRange
+from mailflow.store import organizations
+from mailflow.store.tokens import TokenRole
 
 Resolver = TypeVar("Resolver", bound=Callable[..., object])
 
@@ -638,6 +646,330 @@ class Query:
         )
         return [TlsFailure.from_report(failure) for failure in failures]
 
+    @resolved_field(
+        description=(
+            "The organization's accepted domains, sorted: its own domains. `*.` entries stand "
+            "for every subdomain."
+        )
+    )
+    async def accepted_domains(self, info: Info) -> list[str]:
+        return await info.context.loaders.accepted_domains()
+
+    @resolved_field(
+        description=(
+            "The internal networks the organization declared, in CIDR notation, sorted (IPv4 "
+            "first). Loopback, RFC 1918, link-local and IPv6 unique-local ranges are internal "
+            "besides these, always: mail from and to them does not cross the boundary."
+        )
+    )
+    async def internal_networks(self, info: Info) -> list[str]:
+        return await info.context.loaders.internal_networks()
+
+
+RULES_CHECKED = (
+    "Values are checked by the rules of an organization file (`mailflow org apply`): the same "
+    "values are accepted and refused, with the same messages (BAD_USER_INPUT, naming the value "
+    "and what would be accepted)."
+)
+SENDER_DOMAINS_RULE = (
+    "Inbound: sender domains it matches; `*.example.com` matches every subdomain of "
+    "example.com, not example.com itself."
+)
+RECIPIENT_DOMAINS_RULE = "Outbound: recipient domains it matches; `*.` as for senderDomains."
+CLIENT_IPS_RULE = (
+    "Inbound: client IP ranges it matches, in CIDR notation; a single address is its /32 or /128."
+)
+SMART_HOSTS_RULE = "Outbound: smart hosts it matches, host names or IP addresses (no port)."
+TLS_CERT_NAMES_RULE = (
+    "Inbound: client TLS certificate names it matches; `*.` as for senderDomains."
+)
+ROUTES_RULE = (
+    "Route names it matches besides its own name (an Exim router or transport, an Exchange "
+    "connector), without regard to case; a route match beats every other rule."
+)
+
+
+@strawberry.input(
+    description=(
+        "A new connector. Inbound connectors need at least one of senderDomains, clientIps, "
+        "tlsCertNames or routes; outbound ones one of recipientDomains, smartHosts or routes. "
+        + RULES_CHECKED
+    )
+)
+class CreateConnectorInput:
+    name: str = strawberry.field(
+        description="Its name, 1 to 200 characters, trimmed; unique in the organization "
+                    "without regard to case."
+    )
+    direction: domain.Direction = strawberry.field(description="Which way its mail crosses.")
+    kind: domain.ConnectorKind = strawberry.field(description="What sits on the far side.")
+    sender_domains: list[str] = strawberry.field(
+        default_factory=list, description=SENDER_DOMAINS_RULE)
+    recipient_domains: list[str] = strawberry.field(
+        default_factory=list, description=RECIPIENT_DOMAINS_RULE)
+    client_ips: list[str] = strawberry.field(default_factory=list, description=CLIENT_IPS_RULE)
+    smart_hosts: list[str] = strawberry.field(default_factory=list, description=SMART_HOSTS_RULE)
+    tls_cert_names: list[str] = strawberry.field(
+        default_factory=list, description=TLS_CERT_NAMES_RULE)
+    require_tls: bool = strawberry.field(
+        default=False, description="Whether the route requires TLS; false when omitted.")
+    routes: list[str] = strawberry.field(default_factory=list, description=ROUTES_RULE)
+
+
+@strawberry.input(
+    description=(
+        "Changes to a connector: a field omitted or null keeps its value, a list given replaces "
+        "the whole list (an empty list clears it). The connector with the changes must still "
+        "have a rule of its direction. " + RULES_CHECKED
+    )
+)
+class UpdateConnectorInput:
+    name: str | None = strawberry.field(
+        default=None,
+        description="A new name: the connector keeps its id and its mail; unique in the "
+                    "organization without regard to case.",
+    )
+    direction: domain.Direction | None = strawberry.field(
+        default=None, description="A new direction; its mail so far keeps its direction.")
+    kind: domain.ConnectorKind | None = strawberry.field(default=None, description="A new kind.")
+    sender_domains: list[str] | None = strawberry.field(
+        default=None, description=SENDER_DOMAINS_RULE)
+    recipient_domains: list[str] | None = strawberry.field(
+        default=None, description=RECIPIENT_DOMAINS_RULE)
+    client_ips: list[str] | None = strawberry.field(default=None, description=CLIENT_IPS_RULE)
+    smart_hosts: list[str] | None = strawberry.field(default=None, description=SMART_HOSTS_RULE)
+    tls_cert_names: list[str] | None = strawberry.field(
+        default=None, description=TLS_CERT_NAMES_RULE)
+    require_tls: bool | None = strawberry.field(
+        default=None, description="Whether the route requires TLS.")
+    routes: list[str] | None = strawberry.field(default=None, description=ROUTES_RULE)
+
+
+@strawberry.type(description="What createConnector did.")
+class CreateConnectorPayload:
+    connector: Connector = strawberry.field(
+        description="The new connector; its reports count mail ingested from now on."
+    )
+
+
+@strawberry.type(description="What updateConnector did.")
+class UpdateConnectorPayload:
+    connector: Connector = strawberry.field(
+        description="The connector as it is now; changed rules apply to mail ingested from now "
+                    "on (`mailflow reclassify` applies them to mail already loaded)."
+    )
+
+
+@strawberry.type(description="What deleteConnector did.")
+class DeleteConnectorPayload:
+    deleted_connector_id: strawberry.ID = strawberry.field(
+        description="The id the deleted connector had; no connector has it any more."
+    )
+    name: str = strawberry.field(description="The name the deleted connector had.")
+
+
+@strawberry.type(description="What addAcceptedDomains did.")
+class AddAcceptedDomainsPayload:
+    accepted_domains: list[str] = strawberry.field(
+        description="All of the organization's accepted domains now, sorted."
+    )
+    added: list[str] = strawberry.field(
+        description="The domains added, as stored (lower case, no trailing dot), sorted; "
+                    "those the organization had already are not listed."
+    )
+
+
+@strawberry.type(description="What removeAcceptedDomains did.")
+class RemoveAcceptedDomainsPayload:
+    accepted_domains: list[str] = strawberry.field(
+        description="All of the organization's accepted domains now, sorted."
+    )
+    removed: list[str] = strawberry.field(description="The domains removed, sorted.")
+
+
+@strawberry.type(description="What addInternalNetworks did.")
+class AddInternalNetworksPayload:
+    internal_networks: list[str] = strawberry.field(
+        description="All internal networks the organization declared now, sorted (IPv4 first)."
+    )
+    added: list[str] = strawberry.field(
+        description="The ranges added, in CIDR notation, sorted; those declared already are "
+                    "not listed."
+    )
+
+
+@strawberry.type(description="What removeInternalNetworks did.")
+class RemoveInternalNetworksPayload:
+    internal_networks: list[str] = strawberry.field(
+        description="All internal networks the organization declared now, sorted (IPv4 first)."
+    )
+    removed: list[str] = strawberry.field(description="The ranges removed, sorted.")
+
+
+ConnectorIdToChange = Annotated[
+    strawberry.ID, strawberry.argument(description="The connector's id.")
+]
+DomainsArgument = Annotated[
+    list[str],
+    strawberry.argument(
+        description="Domains such as \"example.com\", or \"*.example.com\" for its subdomains."
+    ),
+]
+NetworksArgument = Annotated[
+    list[str],
+    strawberry.argument(
+        description="IP ranges in CIDR notation, such as \"192.0.2.0/24\"; a single address "
+                    "is its /32 or /128."
+    ),
+]
+
+
+@strawberry.type(
+    description=(
+        "Changes to the organization the request is authenticated for: its connectors, "
+        "accepted domains and internal networks. Every mutation needs a token with the admin "
+        "role (the error FORBIDDEN otherwise, and nothing changes). Each mutation commits on "
+        "its own, in the order the operation lists them; a refused one is null with an error, "
+        "and the others still run. Changed rules apply to mail ingested afterwards: mail "
+        "already loaded keeps its connector until `mailflow reclassify` runs over its days."
+    )
+)
+class Mutation:
+    @resolved_field(
+        description="Create a connector; CONNECTOR_NAME_TAKEN when the organization has one "
+                    "of that name (without regard to case)."
+    )
+    async def create_connector(
+        self,
+        info: Info,
+        connector: Annotated[
+            CreateConnectorInput,
+            strawberry.argument(name="input", description="The new connector."),
+        ],
+    ) -> CreateConnectorPayload | None:
+        _require_admin(info)
+        config = organizations.connector_config(
+            _file_values(connector), subject="input", spelling=to_camel_case)
+        created = await organizations.create_connector(
+            info.context.connection, info.context.organization_id, config)
+        return CreateConnectorPayload(connector=Connector.from_domain(created))
+
+    @resolved_field(
+        description="Change a connector's name, direction, kind or rules; CONNECTOR_NOT_FOUND "
+                    "when the organization has no connector with the id."
+    )
+    async def update_connector(
+        self,
+        info: Info,
+        id: ConnectorIdToChange,
+        changes: Annotated[
+            UpdateConnectorInput,
+            strawberry.argument(name="input", description="What to change."),
+        ],
+    ) -> UpdateConnectorPayload | None:
+        _require_admin(info)
+        updated = await organizations.update_connector(
+            info.context.connection, info.context.organization_id,
+            decode_global_id(CONNECTOR, id), _file_values(changes),
+            subject="input", spelling=to_camel_case,
+        )
+        if updated is None:
+            raise _no_connector(id)
+        return UpdateConnectorPayload(connector=Connector.from_domain(updated))
+
+    @resolved_field(
+        description="Delete a connector, as removing it from an organization file does: its "
+                    "mail so far counts under \"no connector\" from then on, in every report. "
+                    "CONNECTOR_NOT_FOUND when the organization has no connector with the id."
+    )
+    async def delete_connector(
+        self, info: Info, id: ConnectorIdToChange
+    ) -> DeleteConnectorPayload | None:
+        _require_admin(info)
+        deleted = await organizations.delete_connector(
+            info.context.connection, info.context.organization_id,
+            decode_global_id(CONNECTOR, id))
+        if deleted is None:
+            raise _no_connector(id)
+        return DeleteConnectorPayload(
+            deleted_connector_id=strawberry.ID(encode_global_id(CONNECTOR, deleted.id)),
+            name=deleted.name,
+        )
+
+    @resolved_field(
+        description="Add accepted domains; domains the organization has already are kept. "
+                    + RULES_CHECKED
+    )
+    async def add_accepted_domains(
+        self, info: Info, domains: DomainsArgument
+    ) -> AddAcceptedDomainsPayload | None:
+        _require_admin(info)
+        change = await organizations.add_accepted_domains(
+            info.context.connection, info.context.organization_id, domains, subject="domains")
+        return AddAcceptedDomainsPayload(
+            accepted_domains=list(change.values), added=list(change.changed))
+
+    @resolved_field(
+        description="Remove accepted domains; ACCEPTED_DOMAIN_NOT_FOUND, and nothing removed, "
+                    "when one of them is not an accepted domain of the organization."
+    )
+    async def remove_accepted_domains(
+        self, info: Info, domains: DomainsArgument
+    ) -> RemoveAcceptedDomainsPayload | None:
+        _require_admin(info)
+        change = await organizations.remove_accepted_domains(
+            info.context.connection, info.context.organization_id, domains, subject="domains")
+        return RemoveAcceptedDomainsPayload(
+            accepted_domains=list(change.values), removed=list(change.changed))
+
+    @resolved_field(
+        description="Declare internal networks: mail from and to them does not cross the "
+                    "boundary, for mail ingested afterwards. Ranges declared already are kept. "
+                    + RULES_CHECKED
+    )
+    async def add_internal_networks(
+        self, info: Info, networks: NetworksArgument
+    ) -> AddInternalNetworksPayload | None:
+        _require_admin(info)
+        change = await organizations.add_internal_networks(
+            info.context.connection, info.context.organization_id, networks, subject="networks")
+        return AddInternalNetworksPayload(
+            internal_networks=list(change.values), added=list(change.changed))
+
+    @resolved_field(
+        description="Remove declared internal networks; INTERNAL_NETWORK_NOT_FOUND, and "
+                    "nothing removed, when one of them is not declared (the default private "
+                    "and loopback ranges cannot be removed)."
+    )
+    async def remove_internal_networks(
+        self, info: Info, networks: NetworksArgument
+    ) -> RemoveInternalNetworksPayload | None:
+        _require_admin(info)
+        change = await organizations.remove_internal_networks(
+            info.context.connection, info.context.organization_id, networks, subject="networks")
+        return RemoveInternalNetworksPayload(
+            internal_networks=list(change.values), removed=list(change.changed))
+
+
+def _require_admin(info: Info) -> None:
+    role = info.context.role
+    if role is not TokenRole.ADMIN:
+        raise ForbiddenError(
+            f"{info.field_name} changes the organization and needs a token with the admin "
+            f"role; this request has the {role.value} role, which reads reports. Create an "
+            "admin token with 'mailflow token create --org NAME --role admin'"
+        )
+
+
+def _file_values(given: object) -> dict[str, object]:
+    """The fields of an input that were given (not null), keyed as in an organization file."""
+    values: dict[str, object] = {}
+    for item in dataclasses.fields(given):  # type: ignore[arg-type]
+        value = getattr(given, item.name)
+        if value is not None:
+            values[item.name] = value.value if isinstance(value, Enum) else value
+    return values
+
 
 def _tls_query(
     info: Info, start: datetime.date | None, end: datetime.date | None, policy_domain: str | None
@@ -657,7 +989,11 @@ async def _find_connector(info: Info, global_id: str) -> domain.Connector:
     for connector in await info.context.loaders.connectors():
         if connector.id == connector_id:
             return connector
-    raise ConnectorNotFoundError(
+    raise _no_connector(global_id)
+
+
+def _no_connector(global_id: str) -> ConnectorNotFoundError:
+    return ConnectorNotFoundError(
         f"the organization has no connector with id {shown_id(global_id)}; "
         "list its connectors with the connectors field"
     )
@@ -698,6 +1034,7 @@ class MailflowSchema(strawberry.Schema):
 
 schema = MailflowSchema(
     query=Query,
+    mutation=Mutation,
     extensions=[QueryLimits, ErrorBoundary],
     config=StrawberryConfig(scalar_map={Long: LONG_SCALAR, datetime.date: DATE_SCALAR}),
 )

@@ -38,6 +38,7 @@ from mailflow.domain import Connector, Direction, MessageFact
 from mailflow.ingest.network import DEFAULT_INTERNAL_NETWORKS, BoundaryPolicy
 from mailflow.store.connection import Connection
 from mailflow.store.organizations import load_connectors, load_internal_networks
+from mailflow.store.sql import query
 
 # Lower sorts first and wins: (-evidence, -exact, -suffix labels or prefix length, name, id).
 Rank: TypeAlias = tuple[int, int, int, str, int]
@@ -226,6 +227,32 @@ class Classifier:
 async def load_classifier(connection: Connection, organization_id: int) -> Classifier:
     """A classifier over the organization's connectors as they are now."""
     return Classifier(await load_connectors(connection, organization_id))
+
+
+class CurrentClassifier:
+    """A classifier that follows changes to the organization's connectors, for an ingest that
+    runs for long (a follower): ``refresh`` reads the connectors again once they changed."""
+
+    def __init__(self, organization_id: int) -> None:
+        self.organization_id = organization_id
+        self.classifier = Classifier(())
+        self._version: str | None = None
+
+    async def refresh(self, connection: Connection) -> bool:
+        """Read the connectors again if they changed since last read; whether they had.
+
+        The version is read first: a change between the two reads is read again next time.
+        """
+        version: str = await connection.fetchval(query("connectors_version"), self.organization_id)
+        if version == self._version:
+            return False
+        self.classifier = await load_classifier(connection, self.organization_id)
+        self._version = version
+        return True
+
+    def assign(self, fact: MessageFact) -> MessageFact:
+        """The fact with the connector of the rules last read (see ``Classifier.assign``)."""
+        return self.classifier.assign(fact)
 
 
 def normalize_name(name: str) -> str:

@@ -28,7 +28,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +39,7 @@ import asyncpg
 
 from mailflow.domain import MessageFact
 from mailflow.errors import MailflowError, ParserStateError
-from mailflow.ingest.classify import load_boundary_policy, load_classifier
+from mailflow.ingest.classify import CurrentClassifier, load_boundary_policy
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.pipeline import LoadResult, load_batch
 from mailflow.ingest.postfix import PostfixParser
@@ -187,7 +187,7 @@ class _Follower:
     path: str
     file: TailedFile
     parser: PostfixParser
-    classify: Callable[[MessageFact], MessageFact]
+    classifier: CurrentClassifier
     report: IngestReport
     batch_size: int
     committed: LoadResult
@@ -227,7 +227,7 @@ class _Follower:
                 self.report.skip(LINE_TOO_LONG)
             else:
                 facts = within_window(self.parser.feed(line), self.report)
-                self.pending.extend(self.classify(fact) for fact in facts)
+                self.pending.extend(self.classifier.assign(fact) for fact in facts)
             if len(self.pending) >= self.batch_size or self._batch_age() >= BATCH_SECONDS:
                 await self.commit()
             if stop.is_set():
@@ -259,6 +259,10 @@ class _Follower:
             return
         position = self.file.position(self.parser.state())
         async with self.pool.acquire() as connection:
+            # Connectors changed while the batch was read (by `org apply` or the API): the
+            # facts not stored yet take the rules as they are now.
+            if await self.classifier.refresh(connection):
+                self.pending = [self.classifier.assign(fact) for fact in self.pending]
             stored = await load_batch(
                 connection, self.organization_id, self.pending,
                 then=partial(save_position, organization_id=self.organization_id,
@@ -286,7 +290,8 @@ async def follow_postfix_file(
     path = _absolute(path)
     async with pool.acquire() as connection:
         organization_id = await ensure_organization(connection, organization)
-        classifier = await load_classifier(connection, organization_id)
+        classifier = CurrentClassifier(organization_id)
+        await classifier.refresh(connection)
         policy = await load_boundary_policy(connection, organization_id)
         saved = await find_position(connection, organization_id, path)
 
@@ -294,7 +299,7 @@ async def follow_postfix_file(
     modified = datetime.fromtimestamp(os.stat(path).st_mtime, UTC)
     parser = _parser(policy, year, modified, report, saved)
     follower = _Follower(pool, organization_id, path, _resume(path, saved), parser,
-                         classifier.assign, report, batch_size, LoadResult(), [])
+                         classifier, report, batch_size, LoadResult(), [])
     log.info("following a log", extra={"organization_id": organization_id, "path": path,
                                         "offset": follower.file.offset,
                                         "open_messages": parser.open_messages})

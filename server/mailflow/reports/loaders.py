@@ -31,7 +31,11 @@ from mailflow.reports.tls import (
     fetch_tls_sessions,
 )
 from mailflow.store.connection import Connection
-from mailflow.store.organizations import load_connectors
+from mailflow.store.organizations import (
+    load_accepted_domains,
+    load_connectors,
+    load_internal_networks,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,17 @@ class ReportLoaders:
     async def connectors(self) -> list[Connector]:
         """The organization's connectors, read once per request."""
         return await self._connectors.load(self._organization_id)
+
+    async def accepted_domains(self) -> list[str]:
+        """The organization's accepted domains, sorted."""
+        async with self._one_statement_at_a_time:
+            return await load_accepted_domains(self._connection, self._organization_id)
+
+    async def internal_networks(self) -> list[str]:
+        """The internal networks the organization declared, in CIDR notation, sorted."""
+        async with self._one_statement_at_a_time:
+            networks = await load_internal_networks(self._connection, self._organization_id)
+        return [str(network) for network in networks]
 
     async def _load_connectors(self, organization_ids: list[int]) -> list[list[Connector]]:
         async with self._one_statement_at_a_time:

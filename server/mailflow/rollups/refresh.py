@@ -2,12 +2,14 @@
 
 An ingest adds the counts of the facts it stored to their rollup rows, in the transaction
 that stored them (:func:`add_to_rollups`): its cost follows the new facts, not the history.
-Changes that move stored facts (a removed connector) recompute the days they touch.
+Changes that move stored facts (a removed connector) recompute the days they touch; facts
+classified again move their counts between connectors' rows (:func:`move_in_rollups`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from mailflow.store.connection import Connection
@@ -45,6 +47,51 @@ async def add_to_rollups(
         [count.messages for count in counts], [count.recipients for count in counts],
         [count.bytes for count in counts],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RollupMove:
+    """Stored facts of one day, direction and TLS version that moved between two connectors
+    (None: "no connector"), and their counts."""
+
+    day: date
+    direction: str
+    tls_version: str
+    from_connector_id: int | None
+    to_connector_id: int | None
+    messages: int
+    recipients: int
+    bytes: int
+
+
+async def move_in_rollups(
+    connection: Connection, organization_id: int, moves: Iterable[RollupMove]
+) -> None:
+    """Move the counts of facts whose connector changed from their old rollup rows to their new
+    ones, inside the caller's transaction (the one that changed the facts).
+
+    The cost follows the moved facts, not the days they fall on; rows left counting nothing are
+    removed, as a count over the facts would have no row for them.
+    """
+    require_transaction(connection, "move_in_rollups")
+    changes: dict[tuple[date, str, int | None, str], tuple[int, int, int]] = {}
+    for move in moves:
+        for connector_id, sign in ((move.from_connector_id, -1), (move.to_connector_id, 1)):
+            key = (move.day, move.direction, connector_id, move.tls_version)
+            messages, recipients, size = changes.get(key, (0, 0, 0))
+            changes[key] = (messages + sign * move.messages,
+                            recipients + sign * move.recipients, size + sign * move.bytes)
+    counts = [
+        RollupCount(day, direction, connector_id, tls_version, *totals)
+        for (day, direction, connector_id, tls_version), totals in changes.items()
+        if totals != (0, 0, 0)
+    ]
+    if not counts:
+        return
+
+    await add_to_rollups(connection, organization_id, counts)
+    days = sorted({count.day for count in counts})
+    await connection.execute(query("rollups_delete_empty"), organization_id, days)
 
 
 async def refresh_rollups(

@@ -1,14 +1,16 @@
 """Organizations, their accepted domains, internal networks and connectors.
 
 An organization file (YAML) declares all of them; ``load_organization_file``
-validates it and ``apply_organization`` makes the database match it.
+validates it and ``apply_organization`` makes the database match it. The functions
+that change one connector, accepted domain or internal network at a time (the API's
+mutations) validate values with the same rules and messages as the file.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Self, TypeVar
@@ -21,14 +23,16 @@ from pydantic import (
     ConfigDict,
     StrictBool,
     StrictStr,
+    TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
 
 from mailflow.domain import Connector, ConnectorKind, Direction
-from mailflow.errors import InvalidOrganizationNameError, OrganizationFileError
+from mailflow.errors import InvalidOrganizationNameError, MailflowError, OrganizationFileError
 from mailflow.rollups.refresh import refresh_rollups
 from mailflow.store.connection import Connection
 from mailflow.store.sql import query
@@ -47,6 +51,33 @@ INBOUND_ONLY: tuple[str, ...] = ("sender_domains", "client_ips", "tls_cert_names
 OUTBOUND_ONLY: tuple[str, ...] = ("recipient_domains", "smart_hosts")
 EITHER_DIRECTION: tuple[str, ...] = ("routes",)
 MAX_ROUTE_NAME = 200
+
+Spelling = Callable[[str], str]
+"""How a caller spells the organization file's keys in messages (the API: camelCase)."""
+
+
+class OrganizationValueError(MailflowError):
+    """A value given for a connector, accepted domain or internal network breaks its rule."""
+
+    code = "BAD_USER_INPUT"
+
+
+class ConnectorNameTakenError(MailflowError):
+    """Another connector of the organization has the name (compared without regard to case)."""
+
+    code = "CONNECTOR_NAME_TAKEN"
+
+
+class AcceptedDomainNotFoundError(MailflowError):
+    """A domain to remove is not one of the organization's accepted domains."""
+
+    code = "ACCEPTED_DOMAIN_NOT_FOUND"
+
+
+class InternalNetworkNotFoundError(MailflowError):
+    """A range to remove is not one of the organization's declared internal networks."""
+
+    code = "INTERNAL_NETWORK_NOT_FOUND"
 
 
 # The organization file.
@@ -98,8 +129,19 @@ def _network_item(value: object) -> object:
     return normalize_network(value) if isinstance(value, str) else value
 
 
+def check_internal_network(network: Network) -> Network:
+    """``network`` unless it is a /0, which would leave no mail crossing the boundary."""
+    if network.prefixlen == 0:
+        raise ValueError(
+            f"'{network}' would make every address internal, so no mail would cross "
+            "the boundary; list the organization's own ranges instead"
+        )
+    return network
+
+
 DomainRule = Annotated[StrictStr, AfterValidator(normalize_domain)]
 NetworkRule = Annotated[Network, BeforeValidator(_network_item)]
+InternalNetworkRule = Annotated[NetworkRule, AfterValidator(check_internal_network)]
 
 
 def normalize_smart_host(value: str) -> str:
@@ -213,22 +255,24 @@ class ConnectorConfig(BaseModel):
         return tuple(sorted(unique.values(), key=str.casefold))
 
     @model_validator(mode="after")
-    def _check_rules_fit_direction(self) -> Self:
+    def _check_rules_fit_direction(self, info: ValidationInfo) -> Self:
         if self.direction is Direction.INBOUND:
             misplaced, only = OUTBOUND_ONLY, INBOUND_ONLY
         else:
             misplaced, only = INBOUND_ONLY, OUTBOUND_ONLY
         usable = only + EITHER_DIRECTION
+        spell = _spelling_of(info)
+        spelled = [spell(key) for key in usable]
         direction = self.direction.value.lower()
         for key in misplaced:
             if getattr(self, key):
                 raise KeyedValueError(
-                    f".{key}", f"an {direction} connector cannot have {key}; "
-                    f"{direction} connectors match by {_either(usable)}"
+                    f".{spell(key)}", f"an {direction} connector cannot have {spell(key)}; "
+                    f"{direction} connectors match by {_either(spelled)}"
                 )
         if not any(getattr(self, key) for key in usable):
             raise ValueError(
-                f"an {direction} connector needs at least one of {_either(usable)}, "
+                f"an {direction} connector needs at least one of {_either(spelled)}, "
                 "or it would match no mail"
             )
         return self
@@ -241,6 +285,26 @@ class ConnectorConfig(BaseModel):
             list(self.tls_cert_names), self.require_tls, list(self.routes),
         )
 
+    def as_connector(self, connector_id: int) -> Connector:
+        """The connector as stored under ``connector_id``."""
+        return Connector(
+            id=connector_id, name=self.name, direction=self.direction, kind=self.kind,
+            sender_domains=self.sender_domains, recipient_domains=self.recipient_domains,
+            client_ips=tuple(str(network) for network in self.client_ips),
+            smart_hosts=self.smart_hosts, tls_cert_names=self.tls_cert_names,
+            require_tls=self.require_tls, routes=self.routes,
+        )
+
+
+def _as_written(key: str) -> str:
+    return key
+
+
+def _spelling_of(info: ValidationInfo) -> Spelling:
+    context = info.context if isinstance(info.context, dict) else {}
+    spelling: Spelling = context.get("spelling", _as_written)
+    return spelling
+
 
 class OrganizationConfig(BaseModel):
     """An organization file: the organization, its domains, networks and connectors."""
@@ -249,7 +313,7 @@ class OrganizationConfig(BaseModel):
 
     organization: StrictStr
     accepted_domains: tuple[DomainRule, ...] = ()
-    internal_networks: tuple[NetworkRule, ...] = ()
+    internal_networks: tuple[InternalNetworkRule, ...] = ()
     connectors: tuple[ConnectorConfig, ...] = ()
 
     @field_validator("organization")
@@ -265,17 +329,6 @@ class OrganizationConfig(BaseModel):
     @classmethod
     def _sort(cls, values: tuple[Value, ...]) -> tuple[Value, ...]:
         return _unique_sorted(values)
-
-    @field_validator("internal_networks")
-    @classmethod
-    def _not_everything(cls, networks: tuple[Network, ...]) -> tuple[Network, ...]:
-        for network in networks:
-            if network.prefixlen == 0:
-                raise ValueError(
-                    f"'{network}' would make every address internal, so no mail would cross "
-                    "the boundary; list the organization's own ranges instead"
-                )
-        return networks
 
     @field_validator("connectors", mode="after")
     @classmethod
@@ -338,12 +391,51 @@ def parse_organization(text: str, *, source: str = "<organization file>") -> Org
     try:
         return OrganizationConfig.model_validate(document)
     except ValidationError as error:
-        problems = [_describe_problem(detail) for detail in error.errors()]
-        raise OrganizationFileError(
-            f"{source}: " + "\n".join(problems) if len(problems) == 1
-            else f"{source}: {len(problems)} problems:\n" + "\n".join(
-                f"  {problem}" for problem in problems)
-        ) from None
+        raise OrganizationFileError(f"{source}: {_problems(error)}") from None
+
+
+def _problems(error: ValidationError, root: str = "", spelling: Spelling = _as_written) -> str:
+    """Every problem of ``error``, one a line, each as 'key.path: what is wrong'."""
+    problems = [_describe_problem(detail, root, spelling) for detail in error.errors()]
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems:\n" + "\n".join(f"  {problem}" for problem in problems)
+
+
+def connector_config(
+    values: Mapping[str, object], *, subject: str, spelling: Spelling = _as_written
+) -> ConnectorConfig:
+    """One connector from the keys of the organization file, checked by the file's rules.
+
+    OrganizationValueError names every problem under ``subject`` (the argument that held the
+    values), with keys spelt by ``spelling``.
+    """
+    try:
+        return ConnectorConfig.model_validate(values, context={"spelling": spelling})
+    except ValidationError as error:
+        raise OrganizationValueError(_problems(error, subject, spelling)) from None
+
+
+_ACCEPTED_DOMAINS = TypeAdapter(tuple[DomainRule, ...])
+_INTERNAL_NETWORKS = TypeAdapter(tuple[InternalNetworkRule, ...])
+
+
+def accepted_domain_values(values: Sequence[str], *, subject: str) -> tuple[str, ...]:
+    """Accepted domains checked and normalized as the organization file's; in order, unique."""
+    try:
+        domains = _ACCEPTED_DOMAINS.validate_python(tuple(values))
+    except ValidationError as error:
+        raise OrganizationValueError(_problems(error, subject)) from None
+    return tuple(dict.fromkeys(domains))
+
+
+def internal_network_values(values: Sequence[str], *, subject: str) -> tuple[Network, ...]:
+    """Internal networks checked and normalized as the organization file's; in order, unique."""
+    try:
+        networks = _INTERNAL_NETWORKS.validate_python(tuple(values))
+    except ValidationError as error:
+        raise OrganizationValueError(_problems(error, subject)) from None
+    return tuple(dict.fromkeys(networks))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -394,13 +486,14 @@ def _describe_yaml_error(error: yaml.MarkedYAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {problem}"
 
 
-def _describe_problem(detail: ErrorDetails) -> str:
+def _describe_problem(detail: ErrorDetails, root: str, spelling: Spelling) -> str:
     """One validation problem as 'key.path: what is wrong and what would be accepted'."""
-    path = _key_path(detail["loc"])
+    path = _key_path(detail["loc"], root, spelling)
     kind, value = detail["type"], detail.get("input")
     if kind == "extra_forbidden":
         parent = ConnectorConfig if "connectors" in path else OrganizationConfig
-        return f"{path}: unknown key; expected one of {', '.join(parent.model_fields)}"
+        keys = ", ".join(spelling(key) for key in parent.model_fields)
+        return f"{path}: unknown key; expected one of {keys}"
     if kind == "missing":
         return f"{path}: is required"
     if kind == "value_error":
@@ -419,15 +512,15 @@ def _describe_problem(detail: ErrorDetails) -> str:
     return f"{path}: {shown(value)}: {detail['msg']}"
 
 
-def _key_path(location: tuple[int | str, ...]) -> str:
-    path = ""
+def _key_path(location: tuple[int | str, ...], root: str, spelling: Spelling) -> str:
+    path = root
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
         elif part not in ("function-after[]", "function-before[]") and not part.startswith(
             ("function-", "lax-", "strict-", "json-")
         ):
-            path += f".{part}" if path else part
+            path += f".{spelling(part)}" if path else spelling(part)
     return path
 
 
@@ -674,3 +767,197 @@ async def load_internal_networks(
     rows = await connection.fetch(query("organization_internal_networks"), organization_id)
     return [ipaddress.ip_network(row["network"]) for row in rows]
 
+
+
+# One change at a time: each function below runs in one transaction that holds the organization
+# row, as apply does, so it takes turns with applies and with the others.
+
+
+async def create_connector(
+    connection: Connection, organization_id: int, config: ConnectorConfig
+) -> Connector:
+    """Create a connector; ConnectorNameTakenError when another one has its name.
+
+    Its rules apply to mail ingested afterwards; facts already stored keep their connector.
+    """
+    async with connection.transaction():
+        await connection.execute(query("organization_lock"), organization_id)
+        _check_name_free(await load_connectors(connection, organization_id), config.name)
+        connector_id: int = await connection.fetchval(
+            query("connector_create"), organization_id, *config.as_row())
+    return config.as_connector(connector_id)
+
+
+async def update_connector(
+    connection: Connection, organization_id: int, connector_id: int,
+    changes: Mapping[str, object], *, subject: str, spelling: Spelling = _as_written,
+) -> Connector | None:
+    """Change some keys of a connector (as the organization file names them); None when the
+    organization has no connector ``connector_id``.
+
+    The connector with the changes must pass the file's rules (OrganizationValueError names
+    what breaks them, under ``subject``). A new name keeps the connector's id and its facts;
+    ConnectorNameTakenError when another connector has it. Changed rules apply to mail
+    ingested afterwards, as with ``apply_organization``.
+    """
+    async with connection.transaction():
+        await connection.execute(query("organization_lock"), organization_id)
+        existing = await load_connectors(connection, organization_id)
+        current = next((c for c in existing if c.id == connector_id), None)
+        if current is None:
+            return None
+        config = connector_config(
+            {**connector_values(current), **changes}, subject=subject, spelling=spelling)
+        _check_name_free(existing, config.name, other_than=current.id)
+        if config.name != current.name:
+            await _lock_connectors(connection, organization_id, [current.id])  # as apply does
+        if config.name != current.name or _differs(current, config):
+            await connection.execute(
+                query("connector_update"), organization_id, current.id, *config.as_row())
+    return config.as_connector(current.id)
+
+
+async def delete_connector(
+    connection: Connection, organization_id: int, connector_id: int
+) -> Connector | None:
+    """Delete a connector as ``apply_organization`` removes one: its facts become "no
+    connector" and the rollups of their days are recounted. None when there is no such one."""
+    async with connection.transaction():
+        await connection.execute(query("organization_lock"), organization_id)
+        existing = await load_connectors(connection, organization_id)
+        current = next((c for c in existing if c.id == connector_id), None)
+        if current is not None:
+            await remove_connectors(connection, organization_id, [current.id])
+    return current
+
+
+def connector_values(connector: Connector) -> dict[str, object]:
+    """A stored connector as the keys and values of an organization file."""
+    return {
+        "name": connector.name,
+        "direction": connector.direction.value,
+        "kind": connector.kind.value,
+        "sender_domains": connector.sender_domains,
+        "recipient_domains": connector.recipient_domains,
+        "client_ips": connector.client_ips,
+        "smart_hosts": connector.smart_hosts,
+        "tls_cert_names": connector.tls_cert_names,
+        "require_tls": connector.require_tls,
+        "routes": connector.routes,
+    }
+
+
+def _check_name_free(
+    existing: Sequence[Connector], name: str, *, other_than: int | None = None
+) -> None:
+    for connector in existing:
+        if connector.id != other_than and connector.name.casefold() == name.casefold():
+            raise ConnectorNameTakenError(
+                f"{shown(name)} is already the name of a connector of the organization "
+                f"({shown(connector.name)}; names are compared without regard to case); "
+                "choose another name, or update or delete that connector"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ValuesChanged:
+    """The organization's values after a change, and those the change added or removed."""
+
+    values: tuple[str, ...]
+    changed: tuple[str, ...]
+
+
+async def add_accepted_domains(
+    connection: Connection, organization_id: int, domains: Sequence[str], *, subject: str
+) -> ValuesChanged:
+    """Add accepted domains, checked as the organization file's; those already there are kept
+    (and not counted as changed)."""
+    wanted = list(accepted_domain_values(domains, subject=subject))
+    async with connection.transaction():
+        await connection.execute(query("organization_lock"), organization_id)
+        rows = await connection.fetch(
+            query("organization_add_accepted_domains"), organization_id, wanted)
+        values = await load_accepted_domains(connection, organization_id)
+    return ValuesChanged(tuple(values), tuple(sorted(row["domain"] for row in rows)))
+
+
+async def remove_accepted_domains(
+    connection: Connection, organization_id: int, domains: Sequence[str], *, subject: str
+) -> ValuesChanged:
+    """Remove accepted domains; AcceptedDomainNotFoundError, and nothing removed, when one of
+    them is not an accepted domain of the organization."""
+    wanted = list(accepted_domain_values(domains, subject=subject))
+    async with connection.transaction():
+        await connection.execute(query("organization_lock"), organization_id)
+        current = await load_accepted_domains(connection, organization_id)
+        missing = [domain for domain in wanted if domain not in current]
+        if missing:
+            raise AcceptedDomainNotFoundError(
+                f"{_listed(missing)} {_is_or_are(missing)} not among the organization's "
+                f"accepted domains ({_listed(current) or 'none'}); nothing was removed"
+            )
+        await connection.execute(
+            query("organization_remove_accepted_domains"), organization_id, wanted)
+    return ValuesChanged(
+        tuple(domain for domain in current if domain not in wanted), tuple(sorted(wanted)))
+
+
+async def add_internal_networks(
+    connection: Connection, organization_id: int, networks: Sequence[str], *, subject: str
+) -> ValuesChanged:
+    """Declare internal networks, checked as the organization file's; those already declared
+    are kept (and not counted as changed)."""
+    wanted = list(internal_network_values(networks, subject=subject))
+    async with connection.transaction():
+        await connection.execute(query("organization_lock"), organization_id)
+        rows = await connection.fetch(
+            query("organization_add_internal_networks"), organization_id, wanted)
+        values = await load_internal_networks(connection, organization_id)
+    added = [ipaddress.ip_network(row["network"]) for row in rows]
+    return ValuesChanged(_texts(values), _texts(_in_order(added)))
+
+
+async def remove_internal_networks(
+    connection: Connection, organization_id: int, networks: Sequence[str], *, subject: str
+) -> ValuesChanged:
+    """Remove declared internal networks; InternalNetworkNotFoundError, and nothing removed,
+    when one of them is not declared (the default ranges cannot be removed)."""
+    wanted = list(internal_network_values(networks, subject=subject))
+    async with connection.transaction():
+        await connection.execute(query("organization_lock"), organization_id)
+        current = await load_internal_networks(connection, organization_id)
+        missing = [network for network in wanted if network not in current]
+        if missing:
+            raise InternalNetworkNotFoundError(
+                f"{_listed(_texts(missing))} {_is_or_are(missing)} not among the "
+                f"organization's declared internal networks ({_listed(_texts(current)) or 'none'}; "
+                "the default private and loopback ranges are always internal and cannot be "
+                "removed); nothing was removed"
+            )
+        await connection.execute(
+            query("organization_remove_internal_networks"), organization_id, wanted)
+    remaining = [network for network in current if network not in wanted]
+    return ValuesChanged(_texts(remaining), _texts(_in_order(wanted)))
+
+
+LISTED_VALUES = 10
+
+
+def _listed(values: Sequence[object]) -> str:
+    """Up to LISTED_VALUES values quoted for a message, and how many more there are."""
+    shown_values = ", ".join(shown(str(value)) for value in values[:LISTED_VALUES])
+    more = len(values) - LISTED_VALUES
+    return shown_values + (f" and {more} more" if more > 0 else "")
+
+
+def _is_or_are(values: Sequence[object]) -> str:
+    return "is" if len(values) == 1 else "are"
+
+
+def _texts(networks: Iterable[Network]) -> tuple[str, ...]:
+    return tuple(str(network) for network in networks)
+
+
+def _in_order(networks: Iterable[Network]) -> list[Network]:
+    """IPv4 before IPv6, then by address and prefix, as PostgreSQL sorts cidr values."""
+    return sorted(networks, key=lambda network: (network.version, network))

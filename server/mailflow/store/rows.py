@@ -29,11 +29,12 @@ COLUMNS = (
     "recipients",
     "size_bytes",
     "status",
+    "routes",
 )
 
 FactRow = tuple[
     int, datetime, str, str, int | None, str, str | None, str | None, str | None, str | None,
-    list[str], int, int, str,
+    list[str], int, int, str, list[str] | None,
 ]
 
 MAX_RECIPIENTS = 2**31 - 1  # recipients is an integer column
@@ -93,6 +94,7 @@ def fact_record(organization_id: int, fact: MessageFact) -> FactRow:
         fact.recipients,
         fact.size_bytes,
         fact.status._value_,
+        list(fact.routes) if fact.routes else None,
     )
 
 
@@ -135,6 +137,7 @@ def copy_text(rows: Iterable[FactRow], connectors: set[int]) -> bytes:
             str(row[11]),
             str(row[12]),
             row[13],
+            _NULL if row[14] is None else _text(_array(row[14])),
         )))
     lines.append("")
     return "\n".join(lines).encode()
@@ -186,7 +189,7 @@ def _text(value: str | None) -> str:
 def _text_of(fact: MessageFact) -> str:
     """Every text value of the fact in one string, to look for NUL characters at once."""
     return "".join((fact.source_key, fact.tls_cipher or "", fact.peer_host or "",
-                    fact.sender_domain or "", *fact.recipient_domains))
+                    fact.sender_domain or "", *fact.recipient_domains, *fact.routes))
 
 
 @functools.lru_cache(maxsize=1 << 14)  # peers repeat; parsing each anew was costly
@@ -214,12 +217,13 @@ def _check_text(fact: MessageFact) -> None:
                 f"message fact {fact.source_key!r} has {name} {value!r}, "
                 "with a NUL character, which PostgreSQL text cannot hold"
             )
-    for domain in fact.recipient_domains:
-        if "\x00" in domain:
-            raise InvalidMessageFactError(
-                f"message fact {fact.source_key!r} has recipient domain {domain!r}, "
-                "with a NUL character, which PostgreSQL text cannot hold"
-            )
+    for kind, values in (("recipient domain", fact.recipient_domains), ("route", fact.routes)):
+        for value in values:
+            if "\x00" in value:
+                raise InvalidMessageFactError(
+                    f"message fact {fact.source_key!r} has {kind} {value!r}, "
+                    "with a NUL character, which PostgreSQL text cannot hold"
+                )
     size = len(fact.source_key.encode())
     if size > MAX_SOURCE_KEY_BYTES:
         raise InvalidMessageFactError(
