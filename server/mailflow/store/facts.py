@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date
 
@@ -15,10 +15,9 @@ from mailflow.store.rows import (
     COLUMNS,
     FactRow,
     RollupCount,
-    copy_text,
     fact_record,
+    has_repeats,
     rollup_counts,
-    without_repeats,
 )
 from mailflow.store.sql import query
 
@@ -118,71 +117,47 @@ async def store_facts(
                                         connector_ids)
         held = {row["id"] for row in locked}
 
-    earliest = min(record[1] for record in records)
-    latest = max(record[1] for record in records)
-    if not await connection.fetchval(query("facts_stored_between"), organization_id,
-                                     earliest, latest):
-        stored = await _copy_new(connection, records, held)
-        if stored is not None:
-            return stored
-    return await _merge(connection, records)
-
-
-async def _copy_new(
-    connection: Connection, records: list[FactRow], held: set[int]
-) -> StoreResult | None:
-    """Copy facts of a span of time that holds no stored fact straight into message_facts.
-
-    None of them can be stored already, so the batch skips the merge, and its rollup counts
-    are counted here. If another ingest commits facts of the same key meanwhile, the copy
-    fails on the primary key and is undone; None then says to merge instead.
-    """
-    new = without_repeats(records)
-    try:
-        async with connection.transaction():  # a savepoint, undone alone if the copy fails
-            await connection.copy_to_table(
-                "message_facts", source=_Chunks(copy_text(new, held)), columns=COLUMNS,
-            )
-    except asyncpg.UniqueViolationError:
-        return None
-    counts = rollup_counts(new, held)
-    return StoreResult(
-        inserted=len(new),
-        duplicates=len(records) - len(new),
-        touched_days={count.day for count in counts},
-        counts=counts,
-    )
-
-
-async def _merge(connection: Connection, records: list[FactRow]) -> StoreResult:
-    """Copy the facts into a transaction's table and insert those not stored yet."""
     await connection.execute(query("facts_create_incoming_table"))
     await connection.copy_records_to_table(
         "incoming_message_facts", records=records, columns=COLUMNS
     )
-    rows = await connection.fetch(query("facts_insert_incoming"))
+    stored = await _insert_new(connection, organization_id, records, held)
+    if stored is None:
+        stored = await _merge(connection, len(records))
     await connection.execute(query("facts_drop_incoming_table"))
+    return stored
 
+
+async def _insert_new(
+    connection: Connection, organization_id: int, records: list[FactRow], held: set[int]
+) -> StoreResult | None:
+    """Insert a copied batch of a span of time that holds no stored fact, without looking
+    for each one among the stored facts, and count it here; None when it may hold a stored
+    fact or a fact twice, or another ingest stored one of its facts meanwhile."""
+    earliest = min(record[1] for record in records)
+    latest = max(record[1] for record in records)
+    if has_repeats(records) or await connection.fetchval(
+        query("facts_stored_between"), organization_id, earliest, latest
+    ):
+        return None
+    try:
+        async with connection.transaction():  # a savepoint, undone alone if the insert fails
+            await connection.execute(query("facts_insert_new"))
+    except asyncpg.UniqueViolationError:
+        return None
+    counts = rollup_counts(records, held)
+    return StoreResult(inserted=len(records), duplicates=0,
+                       touched_days={count.day for count in counts}, counts=counts)
+
+
+async def _merge(connection: Connection, copied: int) -> StoreResult:
+    """Insert the copied facts not stored yet, counting them by rollup key."""
+    rows = await connection.fetch(query("facts_insert_incoming"))
     counts = [RollupCount(*row) for row in rows]
     inserted = sum(count.messages for count in counts)
     return StoreResult(
         inserted=inserted,
-        duplicates=len(records) - inserted,
+        duplicates=copied - inserted,
         touched_days={count.day for count in counts},
         counts=counts,
     )
-
-
-class _Chunks:
-    """``data`` as the async iterable of pieces that asyncpg's copy_to_table sends."""
-
-    def __init__(self, data: bytes, size: int = 1 << 20) -> None:
-        self._data = memoryview(data)
-        self._size = size
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._pieces()
-
-    async def _pieces(self) -> AsyncIterator[bytes]:
-        for start in range(0, len(self._data), self._size):
-            yield bytes(self._data[start:start + self._size])

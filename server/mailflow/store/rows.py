@@ -1,4 +1,4 @@
-"""Message facts as rows of message_facts: checked, encoded for COPY, counted for rollups.
+"""Message facts as rows of message_facts: checked, and counted for their rollups.
 
 Everything here is pure and runs once per fact, so mypyc compiles it with the parsers.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -41,7 +41,6 @@ MAX_RECIPIENTS = 2**31 - 1  # recipients is an integer column
 MAX_SIZE_BYTES = 2**40  # 1 TiB: no message is larger, and a day's sum stays within a bigint
 MAX_SOURCE_KEY_BYTES = 1024  # far inside the 2704 bytes a primary key's index row may hold
 _TEXT_FIELDS = ("source_key", "tls_cipher", "peer_host", "sender_domain")
-_NULL = "\\N"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,49 +97,11 @@ def fact_record(organization_id: int, fact: MessageFact) -> FactRow:
     )
 
 
-def without_repeats(rows: Iterable[FactRow]) -> list[FactRow]:
-    """The rows in order, each key (source key and time) only the first time it comes."""
-    rows = list(rows)
+def has_repeats(rows: Sequence[FactRow]) -> bool:
+    """Whether a key (source key and time) comes twice among the rows."""
     if len({row[2] for row in rows}) == len(rows):  # no source key twice: no key twice
-        return rows
-    seen: set[tuple[str, datetime]] = set()
-    kept = []
-    for row in rows:
-        key = (row[2], row[1])
-        if key not in seen:
-            seen.add(key)
-            kept.append(row)
-    return kept
-
-
-def copy_text(rows: Iterable[FactRow], connectors: set[int]) -> bytes:
-    """The rows in COPY's text format, in the order of ``COLUMNS``.
-
-    A connector id not among ``connectors`` (those still there) is stored as no connector.
-    """
-    lines = []
-    for row in rows:
-        connector_id = row[4]
-        lines.append("\t".join((
-            str(row[0]),
-            row[1].isoformat(),
-            _text(row[2]),
-            row[3],
-            str(connector_id) if connector_id is not None and connector_id in connectors
-            else _NULL,
-            row[5],
-            _text(row[6]),
-            _text(row[7]),
-            _text(row[8]),
-            _text(row[9]),
-            _text(_array(row[10])),
-            str(row[11]),
-            str(row[12]),
-            row[13],
-            _NULL if row[14] is None else _text(_array(row[14])),
-        )))
-    lines.append("")
-    return "\n".join(lines).encode()
+        return False
+    return len({(row[2], row[1]) for row in rows}) < len(rows)
 
 
 def rollup_counts(rows: Iterable[FactRow], connectors: set[int]) -> list[RollupCount]:
@@ -165,25 +126,6 @@ def rollup_counts(rows: Iterable[FactRow], connectors: set[int]) -> list[RollupC
                     *total)
         for (day, direction, connector_id, tls_version), total in sorted(totals.items())
     ]
-
-
-def _array(values: list[str]) -> str:
-    """A text[] literal: each element quoted, its quotes and backslashes escaped."""
-    return "{" + ",".join([
-        '"' + (value if '"' not in value and "\\" not in value
-               else value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
-        for value in values
-    ]) + "}"
-
-
-def _text(value: str | None) -> str:
-    """A text value as COPY's text format writes it; None as its NULL."""
-    if value is None:
-        return _NULL
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-                .replace("\r", "\\r"))
-    return value
 
 
 def _text_of(fact: MessageFact) -> str:

@@ -1,8 +1,8 @@
-"""Facts of a span of time that holds none yet are copied straight into message_facts.
+"""A batch of a span of time that holds no stored fact yet is inserted without a lookup per fact.
 
-The store takes that path only when no fact can be a duplicate; these tests check that both
-paths store and count the same, whatever the batch holds, and that a concurrent ingest of
-the same facts still stores each once.
+The store takes that path only when no fact can be a duplicate, else it merges; these tests
+check that both paths store and count the same, whatever the batch holds, and that a
+concurrent ingest of the same facts still stores each once.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def as_row(fact: MessageFact) -> tuple[object, ...]:
             fact.status.value, list(fact.routes) if fact.routes else None)
 
 
-async def test_text_that_copy_would_misread_is_stored_as_it_was_given(
+async def test_text_with_quotes_tabs_and_backslashes_is_stored_as_it_was_given(
     pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact
 ) -> None:
     organization_id = await new_organization()
@@ -66,11 +66,11 @@ async def test_text_that_copy_would_misread_is_stored_as_it_was_given(
     assert rows == [as_row(awkward), as_row(plain)]
 
 
-async def test_the_copy_and_the_merge_store_and_count_the_same(
+async def test_the_insert_and_the_merge_store_and_count_the_same(
     pool: asyncpg.Pool, new_organization: NewOrganization, new_connector: NewConnector,
     make_fact: MakeFact, stored_rollups: RollupRows, expected_rollups: RollupRows,
 ) -> None:
-    """Load a day into an empty span (copied), then a span overlapping it (merged): facts and
+    """Load a day into an empty span (inserted), then a span overlapping it (merged): facts and
     rollups equal a count over the facts, and repeats are duplicates on either path."""
     organization_id = await new_organization()
     connector_id = await new_connector(organization_id, Direction.INBOUND)
@@ -95,7 +95,7 @@ async def test_the_copy_and_the_merge_store_and_count_the_same(
     assert copied.touched_days == {start.date(), (start + timedelta(days=1)).date()}
 
 
-async def test_a_connector_removed_before_the_copy_leaves_its_facts_no_connector(
+async def test_a_connector_removed_before_the_insert_leaves_its_facts_no_connector(
     pool: asyncpg.Pool, new_organization: NewOrganization, new_connector: NewConnector,
     make_fact: MakeFact, stored_rollups: RollupRows, expected_rollups: RollupRows,
 ) -> None:
@@ -117,10 +117,10 @@ async def test_a_connector_removed_before_the_copy_leaves_its_facts_no_connector
     assert await stored_rollups() == await expected_rollups()
 
 
-async def test_facts_another_ingest_commits_during_the_copy_are_duplicates(
+async def test_facts_another_ingest_commits_during_the_insert_are_duplicates(
     pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact
 ) -> None:
-    """Two ingests of the same facts into an empty span: the second copy waits for the first
+    """Two ingests of the same facts into an empty span: the second insert waits for the first
     one's keys, fails on them when it commits, and merges instead, finding them stored."""
     organization_id = await new_organization()
     facts = [make_fact(f"k{n}", f"2026-03-02T10:00:{n:02}") for n in range(20)]
@@ -145,7 +145,7 @@ async def test_facts_another_ingest_commits_during_the_copy_are_duplicates(
 
 
 @pytest.mark.parametrize("repeat", [False, True])
-async def test_a_batch_of_one_time_is_copied_or_found_stored(
+async def test_a_batch_of_one_instant_is_inserted_or_found_stored(
     pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact, repeat: bool,
 ) -> None:
     """A batch whose facts share one instant: the span is that instant, both ends included."""
