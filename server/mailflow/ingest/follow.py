@@ -47,6 +47,7 @@ from mailflow.ingest.report import IngestReport, plural
 from mailflow.ingest.run import postfix_format, summary
 from mailflow.ingest.sources import GZIP_MAGIC, LINE_TOO_LONG, MAX_LINE_LENGTH
 from mailflow.ingest.window import within_window
+from mailflow.store.isolation import owner_transaction
 from mailflow.store.organizations import ensure_organization
 from mailflow.store.positions import FollowPosition, find_position, save_position
 
@@ -286,9 +287,10 @@ async def follow_postfix_file(
     path = _absolute(path)
     async with pool.acquire() as connection:
         organization_id = await ensure_organization(connection, organization)
-        classifier = await load_classifier(connection, organization_id)
-        policy = await load_boundary_policy(connection, organization_id)
-        saved = await find_position(connection, organization_id, path)
+        async with owner_transaction(connection, organization_id):
+            classifier = await load_classifier(connection, organization_id)
+            policy = await load_boundary_policy(connection, organization_id)
+            saved = await find_position(connection, organization_id, path)
 
     report = IngestReport(current_file=path, files_started=1)
     modified = datetime.fromtimestamp(os.stat(path).st_mtime, UTC)
