@@ -392,7 +392,7 @@ async def check_request(client: httpx.AsyncClient, world: World, request: Reques
         assert data == expected_answer(organization, request, start, end)
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(plans=st.lists(organizations, min_size=2, max_size=3),
        requests=st.lists(requests, min_size=3, max_size=6))
