@@ -17,11 +17,15 @@ import pytest
 
 from mailflow.compiled import stale_warning
 from mailflow.store.embedded import EmbeddedPostgres
+from mailflow.store.isolation import SERVICE_ROLE
 from mailflow.store.migrate import migrate
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = (REPO.parent / "shared" / "realdata").resolve()
 TEMPLATE = "mailflow_template"
+# A login with no privileges of its own that may switch to the service role: an application on
+# it fails loudly on any statement that does not run in a transaction of the service role.
+SERVICE_LOGIN = "mailflow_test_service"
 _database_numbers = itertools.count()
 
 
@@ -59,6 +63,9 @@ async def template_database(postgres: EmbeddedPostgres) -> str:
     connection = await asyncpg.connect(postgres.dsn(TEMPLATE))
     try:
         await migrate(connection)
+        await connection.execute(
+            f"CREATE ROLE {SERVICE_LOGIN} LOGIN NOINHERIT IN ROLE {SERVICE_ROLE}"
+        )
     finally:
         await connection.close()
     return TEMPLATE
@@ -79,13 +86,29 @@ async def database_url(postgres: EmbeddedPostgres, template_database: str) -> As
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """An asyncpg pool on the test's database."""
+    """An asyncpg pool on the test's database, as the superuser that owns it."""
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     assert pool is not None
     try:
         yield pool
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def service_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the test's database as SERVICE_LOGIN, which holds no privilege itself."""
+    pool = await asyncpg.create_pool(as_user(database_url, SERVICE_LOGIN), min_size=1, max_size=4)
+    assert pool is not None
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def as_user(dsn: str, user: str) -> str:
+    """The DSN of an embedded test database (``postgresql://postgres@/...``) for ``user``."""
+    return dsn.replace("postgresql://postgres@", f"postgresql://{user}@", 1)
 
 
 def realdata(*parts: str) -> Path:

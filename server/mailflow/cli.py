@@ -171,6 +171,7 @@ def token_create(
         min=1, max=36500, help="Days until the token expires; never by default.")] = None,
 ) -> None:
     """Print a new API token alone on stdout; only its hash is stored."""
+    from mailflow.store.isolation import owner_transaction
     from mailflow.store.organizations import check_organization_name
     from mailflow.store.tokens import create_token
 
@@ -188,9 +189,10 @@ def token_create(
     async def work(pool: Any) -> str:
         async with pool.acquire() as connection:
             organization_id = await _organization_id(connection, org)
-            token: str = await create_token(connection, organization_id,
-                                            description=description, expires_at=expires_at,
-                                            role=role)
+            async with owner_transaction(connection, organization_id):
+                token: str = await create_token(connection, organization_id,
+                                                description=description, expires_at=expires_at,
+                                                role=role)
             return token
 
     typer.echo(_run(lambda: _with_database(work)))
@@ -201,11 +203,14 @@ def token_list(
     org: Annotated[str, typer.Option("--org", help="Organization whose tokens to list.")],
 ) -> None:
     """List an organization's tokens (never the tokens themselves: only their ids)."""
+    from mailflow.store.isolation import owner_transaction
     from mailflow.store.tokens import list_tokens
 
     async def work(pool: Any) -> None:
         async with pool.acquire() as connection:
-            tokens = await list_tokens(connection, await _organization_id(connection, org))
+            organization_id = await _organization_id(connection, org)
+            async with owner_transaction(connection, organization_id):
+                tokens = await list_tokens(connection, organization_id)
         typer.echo("id\trole\tcreated\texpires\trevoked\tlast used\tdescription")
         for token in tokens:
             cells = (token.created_at, token.expires_at, token.revoked_at, token.last_used_at)
@@ -221,12 +226,15 @@ def token_revoke(
     org: Annotated[str, typer.Option("--org", help="Organization the token belongs to.")],
 ) -> None:
     """Revoke a token: requests that carry it get 401 from now on."""
+    from mailflow.store.isolation import owner_transaction
     from mailflow.store.tokens import revoke_token
 
     async def work(pool: Any) -> None:
         async with pool.acquire() as connection:
             organization_id = await _organization_id(connection, org)
-            if not await revoke_token(connection, organization_id, token_id):
+            async with owner_transaction(connection, organization_id):
+                revoked = await revoke_token(connection, organization_id, token_id)
+            if not revoked:
                 raise UsageError(
                     f"organization {org!r} has no active token {token_id}: "
                     "'mailflow token list' shows its tokens"

@@ -18,6 +18,7 @@ import asyncpg
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.classify import load_classifier
 from mailflow.ingest.pipeline import load_facts
+from mailflow.store.isolation import owner_transaction
 from mailflow.store.organizations import OrganizationConfig, apply_organization
 
 log = logging.getLogger("mailflow.demo")
@@ -151,14 +152,16 @@ async def load_demo(pool: asyncpg.Pool, *, now: datetime | None = None) -> int:
             connection, OrganizationConfig.model_validate(DEMO_CONFIG)
         )
         organization_id = applied.organization_id
-        loaded = {
-            row["day"]
-            for row in await connection.fetch(
-                "SELECT DISTINCT day FROM daily_rollups WHERE organization_id = $1 AND day >= $2",
-                organization_id, days[0],
-            )
-        }
-        classifier = await load_classifier(connection, organization_id)
+        async with owner_transaction(connection, organization_id):
+            loaded = {
+                row["day"]
+                for row in await connection.fetch(
+                    "SELECT DISTINCT day FROM daily_rollups "
+                    "WHERE organization_id = $1 AND day >= $2",
+                    organization_id, days[0],
+                )
+            }
+            classifier = await load_classifier(connection, organization_id)
     missing = [day for day in days if day not in loaded or day == today]
     if missing:
         facts = (fact for day in missing

@@ -143,8 +143,12 @@ async def organization_id(seed: Seed) -> int:
 
 
 @pytest.fixture
-async def client(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(pool, settings)
+async def client(
+    service_pool: asyncpg.Pool, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The application on a login that holds only the service role: a statement it sends
+    outside a transaction of that role fails."""
+    app = create_app(service_pool, settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client

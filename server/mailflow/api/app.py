@@ -49,6 +49,7 @@ from mailflow.api.schema import schema
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import utc_today
 from mailflow.settings import Settings
+from mailflow.store.isolation import enter_organization, service_transaction
 
 log = logging.getLogger("mailflow.api")
 
@@ -150,12 +151,15 @@ class GraphQLEndpoint:
 
         refuse_compressed_body(request)
         request = await bounded(request, self.settings.max_request_bytes)
-        # One connection per request: authentication and every loader share it, so a request
-        # costs one pool checkout (and one reset) however many reads it makes.
-        async with self.pool.acquire() as connection:
+        # One connection and one transaction per request: authentication and every loader
+        # share them, so a request costs one pool checkout however many reads it makes. The
+        # transaction runs as the service role and, once the token is known, on the rows of
+        # its organization alone (see mailflow.store.isolation).
+        async with self.pool.acquire() as connection, service_transaction(connection):
             grant = await reader_of(
                 request, connection, demo_organization_id=self.demo_organization_id
             )
+            await enter_organization(connection, grant.organization_id)
             context = RequestContext(
                 organization_id=grant.organization_id,
                 role=grant.role,

@@ -26,6 +26,7 @@ from mailflow.api.auth import (
 from mailflow.api.body import RequestError, UnsupportedContentTypeError
 from mailflow.api.errors import INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, error_body
 from mailflow.ingest.push import BrokenStreamError, PushResult, gunzipped, load_pushed_records
+from mailflow.store.isolation import service_transaction
 from mailflow.store.tokens import TokenRole
 
 log = logging.getLogger("mailflow.api")
@@ -77,7 +78,7 @@ class IngestEndpoint:
         ]})
 
     async def _organization(self, request: Request) -> int:
-        async with self.pool.acquire() as connection:
+        async with self.pool.acquire() as connection, service_transaction(connection):
             grant = await grant_of(request, connection, demo_organization_id=None)
         if grant.role is not TokenRole.INGEST:
             raise ForbiddenError(

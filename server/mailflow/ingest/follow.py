@@ -47,6 +47,7 @@ from mailflow.ingest.report import IngestReport, plural
 from mailflow.ingest.run import postfix_format, summary
 from mailflow.ingest.sources import GZIP_MAGIC, LINE_TOO_LONG, MAX_LINE_LENGTH
 from mailflow.ingest.window import within_window
+from mailflow.store.isolation import owner_transaction
 from mailflow.store.organizations import ensure_organization
 from mailflow.store.positions import FollowPosition, find_position, save_position
 
@@ -261,7 +262,9 @@ class _Follower:
         async with self.pool.acquire() as connection:
             # Connectors changed while the batch was read (by `org apply` or the API): the
             # facts not stored yet take the rules as they are now.
-            if await self.classifier.refresh(connection):
+            async with owner_transaction(connection, self.organization_id):
+                changed = await self.classifier.refresh(connection)
+            if changed:
                 self.pending = [self.classifier.assign(fact) for fact in self.pending]
             stored = await load_batch(
                 connection, self.organization_id, self.pending,
@@ -290,10 +293,11 @@ async def follow_postfix_file(
     path = _absolute(path)
     async with pool.acquire() as connection:
         organization_id = await ensure_organization(connection, organization)
-        classifier = CurrentClassifier(organization_id)
-        await classifier.refresh(connection)
-        policy = await load_boundary_policy(connection, organization_id)
-        saved = await find_position(connection, organization_id, path)
+        async with owner_transaction(connection, organization_id):
+            classifier = CurrentClassifier(organization_id)
+            await classifier.refresh(connection)
+            policy = await load_boundary_policy(connection, organization_id)
+            saved = await find_position(connection, organization_id, path)
 
     report = IngestReport(current_file=path, files_started=1)
     modified = datetime.fromtimestamp(os.stat(path).st_mtime, UTC)

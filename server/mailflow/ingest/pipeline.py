@@ -17,6 +17,7 @@ from mailflow.domain import MessageFact
 from mailflow.rollups.refresh import add_to_rollups
 from mailflow.store.connection import Connection
 from mailflow.store.facts import StoreResult, ensure_partitions, months_of, store_facts
+from mailflow.store.isolation import organization_transaction
 
 log = logging.getLogger("mailflow.ingest")
 
@@ -84,15 +85,16 @@ async def load_batch(
 ) -> StoreResult:
     """Store one batch and add its new facts to their rollups in one transaction.
 
-    ``then`` runs last in that transaction, so what it writes (a follow position) commits
-    with the facts or not at all.
+    The transaction runs as the service role on the organization's rows alone, from the CLI
+    too. ``then`` runs last in it, so what it writes (a follow position) commits with the
+    facts or not at all.
     """
     # New partitions lock message_facts until commit: create them in a short transaction.
     if batch:
-        async with connection.transaction():
+        async with organization_transaction(connection, organization_id):
             await ensure_partitions(connection, months_of(batch))
 
-    async with connection.transaction():
+    async with organization_transaction(connection, organization_id):
         stored = await store_facts(connection, organization_id, batch)
         await add_to_rollups(connection, organization_id, stored.counts)
         if then is not None:

@@ -25,6 +25,7 @@ from mailflow.ingest.canonical import (
 )
 from mailflow.ingest.classify import load_classifier
 from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE, load_facts
+from mailflow.store.isolation import organization_transaction
 
 MAX_LINE_BYTES = 64 * 1024
 DECOMPRESSED_STEP = 256 * 1024  # most bytes one compressed chunk may expand to at a time
@@ -60,7 +61,7 @@ async def load_pushed_records(
     ``result`` is filled as batches commit, so a caller that sees an exception still knows
     what was stored. Raises BrokenStreamError when the chunks end inside a compressed stream.
     """
-    async with pool.acquire() as connection:
+    async with pool.acquire() as connection, organization_transaction(connection, organization_id):
         classifier = await load_classifier(connection, organization_id)
 
     reader = RecordReader(kind)

@@ -28,6 +28,7 @@ from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.classify import load_classifier
 from mailflow.rollups.refresh import RollupMove, move_in_rollups
 from mailflow.store.connection import Connection
+from mailflow.store.isolation import owner_transaction
 from mailflow.store.sql import query
 
 log = logging.getLogger("mailflow.ingest")
@@ -78,7 +79,7 @@ async def _reclassify_batch(
     size: int, result: ReclassifyResult,
 ) -> Position | None:
     """Classify the next batch after ``after``; where it ended, or None after the last."""
-    async with connection.transaction():
+    async with owner_transaction(connection, organization_id):
         await connection.execute(query("organization_lock"), organization_id)
         classifier = await load_classifier(connection, organization_id)
         rows = await connection.fetch(

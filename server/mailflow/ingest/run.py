@@ -35,6 +35,7 @@ from mailflow.ingest.sources import (
     read_log,
 )
 from mailflow.ingest.window import within_window
+from mailflow.store.isolation import owner_transaction
 from mailflow.store.organizations import ensure_organization
 
 log = logging.getLogger("mailflow.ingest")
@@ -105,8 +106,9 @@ async def ingest_files(
     """
     async with pool.acquire() as connection:
         organization_id = await ensure_organization(connection, organization)
-        classifier = await load_classifier(connection, organization_id)
-        policy = await load_boundary_policy(connection, organization_id)
+        async with owner_transaction(connection, organization_id):
+            classifier = await load_classifier(connection, organization_id)
+            policy = await load_boundary_policy(connection, organization_id)
 
     report = IngestReport()
     newest = newest_file(files)

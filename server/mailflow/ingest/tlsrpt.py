@@ -32,6 +32,7 @@ from mailflow.domain import TlsFailureDetail, TlsPolicy, TlsPolicyType, TlsRepor
 from mailflow.errors import MailflowError
 from mailflow.ingest.report import plural
 from mailflow.ingest.sources import GZIP_MAGIC, STDIN, display_name
+from mailflow.store.isolation import owner_transaction
 from mailflow.store.organizations import ensure_organization
 from mailflow.store.tls_reports import store_tls_report
 
@@ -384,7 +385,7 @@ async def ingest_tls_report_files(
             result.files += 1
             for report in _readable_reports(name, result.rejections):
                 result.reports += 1
-                async with connection.transaction():
+                async with owner_transaction(connection, organization_id):
                     stored = await store_tls_report(connection, organization_id, report)
                 if stored:
                     result.inserted += 1

@@ -13,7 +13,8 @@ from mailflow.errors import MailflowError
 from mailflow.settings import Settings, redact
 from mailflow.store.connection import Connection
 from mailflow.store.embedded import EmbeddedPostgres
-from mailflow.store.migrate import Migration, migrate
+from mailflow.store.isolation import check_service_role, service_transaction
+from mailflow.store.migrate import Migration, migrate, unapplied_migrations
 from mailflow.store.sql import query
 
 log = logging.getLogger("mailflow.db")
@@ -63,6 +64,7 @@ async def open_database(
             if run_migrations:
                 async with pool.acquire() as connection:
                     await migrate_or_explain(connection)
+                    await check_service_role(connection)
             yield pool
         finally:
             if embedded is not None and server:
@@ -71,6 +73,15 @@ async def open_database(
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+async def _schema_is_current(connection: Connection) -> bool:
+    """Whether every migration is applied, asked as the service role."""
+    try:
+        async with service_transaction(connection):
+            return not await unapplied_migrations(connection)
+    except (asyncpg.InsufficientPrivilegeError, asyncpg.UndefinedTableError):
+        return False
 
 
 async def _other_sessions(pool: Pool) -> int:
@@ -85,10 +96,18 @@ async def _other_sessions(pool: Pool) -> int:
 
 
 async def migrate_or_explain(connection: Connection) -> list[Migration]:
-    """Apply pending migrations; a role without the right to create tables is told what to grant."""
+    """Apply pending migrations; a role without the right to create tables or roles is told
+    what to grant, unless there is nothing to apply (a login that only holds the service role
+    runs the server on a database migrated by its owner)."""
     try:
         return await migrate(connection)
     except asyncpg.InsufficientPrivilegeError as error:
+        if error.hint:  # a migration's own refusal, which says what to run
+            raise DatabaseUnavailableError(f"{error.args[0]}: {error.hint}") from error
+        if await _schema_is_current(connection):
+            log.info("the database role may not migrate, and need not: every migration is "
+                     "applied")
+            return []
         raise DatabaseUnavailableError(
             f"the database role may not create mailflow's tables ({error}): make it the owner "
             "of the database, or GRANT CREATE ON SCHEMA public TO it"

@@ -65,6 +65,12 @@ async def pending_migrations(connection: Connection) -> list[Migration]:
         )
         """
     )
+    return await unapplied_migrations(connection)
+
+
+async def unapplied_migrations(connection: Connection) -> list[Migration]:
+    """Migrations that schema_migrations does not list; raises when an applied file has
+    changed since. Reads the table only, so a role that may not migrate can ask too."""
     applied = {
         row["version"]: row["checksum"]
         for row in await connection.fetch("SELECT version, checksum FROM schema_migrations")

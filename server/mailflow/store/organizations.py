@@ -35,6 +35,7 @@ from mailflow.domain import Connector, ConnectorKind, Direction
 from mailflow.errors import InvalidOrganizationNameError, MailflowError, OrganizationFileError
 from mailflow.rollups.refresh import refresh_rollups
 from mailflow.store.connection import Connection
+from mailflow.store.isolation import enter_organization
 from mailflow.store.sql import query
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -582,7 +583,8 @@ async def _ensure_organization(connection: Connection, name: str) -> tuple[int, 
 async def apply_organization(
     connection: Connection, config: OrganizationConfig
 ) -> ApplyResult:
-    """Make the database match an organization file, in one transaction.
+    """Make the database match an organization file, in one transaction of the connection's
+    own role (the owner: it may create the organization) on that organization's rows.
 
     Creates the organization when missing, replaces its accepted domains and
     internal networks, and creates, updates or removes connectors, matched by
@@ -597,6 +599,7 @@ async def apply_organization(
     """
     async with connection.transaction():
         organization_id, created = await _ensure_organization(connection, config.organization)
+        await enter_organization(connection, organization_id)
         await connection.execute(query("organization_lock"), organization_id)
         result = ApplyResult(organization_id, organization_created=created)
         result.accepted_domains_changed = await _replace(

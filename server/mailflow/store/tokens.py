@@ -6,7 +6,9 @@ organization, an ``ingest`` token only pushes message facts to ``POST /ingest``.
 A token reads ``mf_<organization id>_<secret>``. Only the SHA-256 of the whole
 token is stored, so a leaked table grants nothing; a request is authenticated
 by looking up that hash under the organization id the token names, which is an
-index lookup and needs no constant-time comparison of secrets.
+index lookup and needs no constant-time comparison of secrets. The lookup is the
+database function ``authenticate_token``: it runs before a request's transaction names
+its organization, and the service role may not read token hashes itself.
 """
 
 from __future__ import annotations
