@@ -180,7 +180,8 @@ def arguments(target: Target) -> dict[str, st.SearchStrategy[Any]]:
 WITH_VARIABLES = """
 query Reports(
   $start: Date, $end: Date, $direction: Direction, $connectorId: ID, $noConnector: Boolean,
-  $id: ID!, $noTls: Float!, $tls10: Float!, $policyDomain: String, $resultType: String
+  $id: ID!, $noTls: Float! = 25, $tls10: Float! = 50, $policyDomain: String,
+  $resultType: String
 ) {
   mailFlow(start: $start, end: $end, direction: $direction, connectorId: $connectorId,
            noConnector: $noConnector) { date messages recipients bytes byTls { version messages } }
@@ -212,17 +213,24 @@ JSON_VALUES = st.recursive(
 
 
 def variables(target: Target) -> st.SearchStrategy[dict[str, Any]]:
-    """Each variable of WITH_VARIABLES fitting its type, of any JSON value, or left out."""
+    """The variables of WITH_VARIABLES: mostly of their types, now and then any JSON value;
+    all but ``id`` may be left out."""
     threshold = st.floats(-10, 110) | st.integers(-10, 110)
     fitting = {
         "start": near_days(), "end": near_days(),
         "direction": st.sampled_from([direction.value for direction in Direction]),
         "connectorId": connector_ids(target), "noConnector": st.booleans(),
-        "id": connector_ids(target), "noTls": threshold, "tls10": threshold,
+        "noTls": threshold, "tls10": threshold,
         "policyDomain": POLICY_DOMAINS, "resultType": POLICY_DOMAINS,
     }
-    return st.fixed_dictionaries({}, optional={
-        name: st.one_of(strategy, JSON_VALUES) for name, strategy in fitting.items()})
+
+    def value(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.integers(0, 7).flatmap(lambda draw: strategy if draw else JSON_VALUES)
+
+    return st.fixed_dictionaries(
+        {"id": value(connector_ids(target))},
+        optional={name: value(strategy) for name, strategy in fitting.items()},
+    )
 
 
 def strings(value: Any) -> str:
