@@ -89,7 +89,7 @@ async def migrate(connection: Connection) -> list[Migration]:
     pending: a lock held by the session would stay behind a pooler in transaction mode, in
     whichever server session took it.
     """
-    applied = []
+    applied: list[Migration] = []
     while True:
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
