@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from mailflow.settings import Settings
+from mailflow.store.db import open_database
 from mailflow.store.embedded import EmbeddedPostgres
 from tests.api.test_limits import EVERY_REPORT
 from tests.test_acceptance_postfix import mailflow, serving
@@ -199,9 +201,6 @@ def test_the_server_behind_pgbouncer_ingests_and_answers_as_when_connected_direc
 async def test_without_the_statement_cache_no_session_keeps_a_prepared_statement(
     database_url: str,
 ) -> None:
-    from mailflow.settings import Settings
-    from mailflow.store.db import open_database
-
     cached, uncached = (Settings(database_url=database_url, database_statement_cache=cache)
                         for cache in (True, False))
     counts = []
