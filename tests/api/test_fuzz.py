@@ -99,7 +99,7 @@ async def seed_organization(
     pool: asyncpg.Pool, seed: Seed, organization_id: int, prefix: str, policy_domain: str,
     reporter: str,
 ) -> list[int]:
-    """Connectors both ways, 40 days of rollups up to today and a TLS report a day."""
+    """Connectors both ways, 40 days of rollups up to today, a TLS report every third day."""
     connectors = [
         await seed.connector(organization_id, f"{prefix}In"),
         await seed.connector(organization_id, f"{prefix}Out", Direction.OUTBOUND),
@@ -125,6 +125,8 @@ async def seed_organization(
 async def target_data(
     pool: asyncpg.Pool, seed: Seed, organization_id: int
 ) -> tuple[str, list[int], list[int]]:
+    """The fuzzed organization's and the rival's data, and an admin token of the first (admin,
+    so that the mutations the schema gains are sent too, not only refused)."""
     own = await seed_organization(pool, seed, organization_id, "Partner", "example.com",
                                   "Sender Example Ltd")
     rival_id = await seed.organization(RIVAL)
