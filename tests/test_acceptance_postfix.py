@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,15 +59,17 @@ def mailflow(env: dict[str, str], *args: str) -> str:
 def serving(env: dict[str, str]) -> Iterator[str]:
     """``mailflow serve`` on a free port until the block ends; the URL of its /graphql."""
     port = free_port()
-    server = subprocess.Popen([str(BIN / "mailflow"), "serve", "--port", str(port)], env=env,
-                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/graphql"
-    try:
-        wait_for_http(url, server)
-        yield url
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=60)
+    # The log goes to a file: a pipe nobody reads would stop the server once it is full.
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen([str(BIN / "mailflow"), "serve", "--port", str(port)],
+                                  env=env, text=True, stdout=log, stderr=log)
+        url = f"http://127.0.0.1:{port}/graphql"
+        try:
+            wait_for_http(url, server, log=log)
+            yield url
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -35,11 +36,18 @@ def free_port() -> int:
         return port
 
 
-def wait_for_http(url: str, process: subprocess.Popen[str], seconds: float = 90) -> None:
+def wait_for_http(
+    url: str, process: subprocess.Popen[str], seconds: float = 90, log: IO[str] | None = None
+) -> None:
+    """Wait until ``url`` answers; the server's stderr (or ``log``) says why if it exits."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited early: {process.communicate()[1][-3000:]}")
+            output = process.communicate()[1]
+            if log is not None:
+                log.seek(0)
+                output = log.read()
+            raise AssertionError(f"server exited early: {output[-3000:]}")
         try:
             httpx.get(url, timeout=1)
             return

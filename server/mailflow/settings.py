@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Browser origins allowed to call the API, comma-separated; none by default.",
     )
+    database_statement_cache: bool = Field(
+        default=True,
+        description=(
+            "Whether each connection keeps its prepared statements by name; switch it off "
+            "behind a pooler in transaction or statement mode, such as PgBouncer's."
+        ),
+    )
     pool_min_size: int = Field(default=1, ge=0, description="Connections the pool keeps open.")
     pool_max_size: int = Field(default=10, ge=1, description="Most connections the pool opens.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -16,10 +17,11 @@ from mailflow.domain import (
     TlsReport,
     TlsVersion,
 )
+from mailflow.reports.loaders import SharedLoader
 from mailflow.settings import Settings
 from mailflow.store.tls_reports import store_tls_report
 
-from .conftest import Seed
+from .conftest import Api, Seed, global_connector_id
 
 EVERY_CONNECTOR_REPORT = """{
     connectors {
@@ -173,3 +175,64 @@ async def test_tls_reports_of_n_policy_domains_cost_the_same_few_statements_for_
     # The request's transaction (four statements), authentication, sessions, result types,
     # failure details, and the pool's reset.
     assert counts[1] <= 9
+
+
+async def test_a_field_that_fails_leaves_a_field_awaiting_the_same_report_answered(
+    seed: Seed, api: Api, organization_id: int
+) -> None:
+    # graphql-core cancels the siblings of the failing tlsBreakdown, among them a volume that
+    # waits for the same rows as the volume under connectors.
+    connector_id = await seed.connector(organization_id, "Partner")
+    await seed.rollup(organization_id, date(2025, 1, 1), TlsVersion.TLS1_2, 3,
+                      connector_id=connector_id)
+    window = 'start: "2025-01-01", end: "2025-01-01"'
+    query = f"""{{
+        connectors {{ volume({window}) {{ messages }} }}
+        connector(id: "{global_connector_id(connector_id)}") {{
+            volume({window}) {{ messages }}
+            tlsBreakdown(start: "2025-01-02", end: "2025-01-01") {{ total }}
+        }}
+    }}"""
+
+    response = await api.post(query)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] == {"connectors": [{"volume": [{"messages": 3}]}], "connector": None}
+    assert [error["extensions"]["code"] for error in body["errors"]] == ["INVALID_DATE_RANGE"]
+
+
+async def test_a_report_awaited_by_two_fields_is_read_for_the_one_left_when_the_other_is_cancelled(
+) -> None:
+    reads: list[list[str]] = []
+
+    async def read(keys: list[str]) -> list[str]:
+        reads.append(keys)
+        return [key.upper() for key in keys]
+
+    loader = SharedLoader(read)
+    cancelled = asyncio.ensure_future(loader.load("a"))
+    left = asyncio.ensure_future(loader.load("a"))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+
+    assert await left == "A"
+    assert cancelled.cancelled()
+    assert reads == [["a"]]
+
+
+async def test_a_report_no_field_awaits_any_more_is_not_read() -> None:
+    reads: list[list[str]] = []
+
+    async def read(keys: list[str]) -> list[str]:
+        reads.append(keys)
+        return keys
+
+    loader = SharedLoader(read)
+    waiting = [asyncio.ensure_future(loader.load("a")) for _ in range(2)]
+    await asyncio.sleep(0)
+    for field in waiting:
+        field.cancel()
+    await asyncio.sleep(0.01)
+
+    assert reads == []

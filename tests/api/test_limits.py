@@ -392,3 +392,46 @@ async def test_an_alias_of_the_longest_allowed_length_is_answered(api: Api) -> N
     alias = "a" * 64
 
     assert await api.data(f"{{ {alias}: connectors {{ name }} }}") == {alias: []}
+
+
+async def test_a_fragment_behind_aliases_counts_its_own_aliases_under_every_alias(
+    api: Api,
+) -> None:
+    fragment = "fragment Names on Connector { first: name second: name }"
+    within = aliased(10, "connectors { ...Names }") + " " + fragment
+    over = aliased(11, "connectors { ...Names }") + " " + fragment
+
+    assert "errors" not in (await api.post(within)).json()
+    error = only_error(await api.post(over))
+    assert error["extensions"] == {"code": "TOO_MANY_ALIASES"}
+    assert "uses 33 aliases" in error["message"]
+
+
+async def test_a_query_fifty_deep_is_refused_with_its_depth(api: Api) -> None:
+    query = "{ connectors" + " { insights { connector" * 24 + " { name }" + " } }" * 24 + " }"
+
+    response = await api.post(query)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] is None
+    messages = {error["extensions"]["code"]: error["message"] for error in body["errors"]}
+    # Connectors whose insights nest 24 deep are also too costly: both limits say so.
+    assert messages.keys() == {"QUERY_TOO_DEEP", "QUERY_TOO_COSTLY"}
+    assert messages["QUERY_TOO_DEEP"].startswith("the query nests fields 50 deep;")
+
+
+async def test_a_thousand_aliases_are_refused_by_token_count_or_else_by_alias_count(
+    api: Api, pool: asyncpg.Pool
+) -> None:
+    query = aliased(1000, "__typename")
+    roomy = Api(await client_with(pool, Settings(max_query_tokens=10_000)), api.token)
+
+    by_tokens = only_error(await api.post(query))
+    by_aliases = only_error(await roomy.post(query))
+    await roomy.client.aclose()
+
+    assert by_tokens["extensions"] == {"code": "TOO_MANY_TOKENS"}
+    assert by_tokens["message"].startswith("the query has 3002 tokens;")
+    assert by_aliases["extensions"] == {"code": "TOO_MANY_ALIASES"}
+    assert by_aliases["message"].startswith("the query uses 1000 aliases,")

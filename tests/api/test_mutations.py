@@ -489,8 +489,16 @@ SAME_RULES = [
         {"name": " ", "direction": "inbound", "kind": "partner", "sender_domains": ["a.example"]},
         {**PARTNER, "name": " "},
         "name",
-        "' ' is not a connector name; use 1 to 200 characters",
+        "' ' is not a connector name; use 1 to 200 printable characters",
         id="name",
+    ),
+    pytest.param(
+        {"name": "a\u0000b", "direction": "inbound", "kind": "partner",
+         "sender_domains": ["a.example"]},
+        {**PARTNER, "name": "a\u0000b"},
+        "name",
+        "'a\\x00b' is not a connector name; use 1 to 200 printable characters",
+        id="name with NUL",
     ),
 ]
 FILE_KEYS = {key: key for key in ("sender_domains", "client_ips", "tls_cert_names",

@@ -299,7 +299,39 @@ MALFORMED: list[tuple[str, dict[str, Any]]] = [
     ("nested too deep", {"json": {"query": "{" + "a{" * 400 + "}" * 401}}),
     ("bad variables", {"json": {"query": "query($s: Date) { mailFlow(start: $s) { date } }",
                                 "variables": {"s": {"nested": [1]}}}}),
+    ("unpaired surrogate operation name",
+     {"content": b'{"query": "query Q { __typename }", "operationName": "\\udc00"}'}),
+    ("unpaired surrogate variable",
+     {"content": b'{"query": "query($d: String) { tlsSessions(policyDomain: $d) { days { date } } '
+                 b'}", "variables": {"d": "\\ud800"}}'}),
 ]
+
+
+@pytest.mark.parametrize("where", [
+    b'"operationName": "\\ud83d"',
+    b'"variables": {"d": ["ok", {"\\udfff": 1}]}',
+    b'"extensions": {"x": "a\\ud800b"}',
+])
+async def test_a_string_with_an_unpaired_surrogate_escape_is_a_bad_request(
+    api: Api, where: bytes
+) -> None:
+    body = b'{"query": "query Q($d: [String]) { __typename }", ' + where + b"}"
+
+    message = the_error(await post(api, body), 400)
+
+    assert message.startswith("the request holds a string with an unpaired surrogate (\\u")
+    assert message.endswith(
+        "), which is no Unicode character: escape a character outside the Basic Multilingual "
+        "Plane as its surrogate pair, such as \\ud83d\\ude00"
+    )
+
+
+async def test_a_surrogate_pair_escape_is_one_character_and_is_answered(api: Api) -> None:
+    body = (b'{"query": "{ tlsSessions(policyDomain: \\"\\ud83d\\ude00.example\\") '
+            b'{ policyDomain } }"}')
+
+    assert (await post(api, body)).json() == {"data": {"tlsSessions": [
+        {"policyDomain": "\U0001f600.example"}]}}
 
 
 @pytest.mark.parametrize(("name", "request_args"), MALFORMED, ids=[name for name, _ in MALFORMED])

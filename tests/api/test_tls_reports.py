@@ -178,12 +178,24 @@ async def test_failure_details_can_be_kept_to_one_result_type(api: Api) -> None:
     assert [f["reportId"] for f in failures] == ["other-sender-0001"]
 
 
+async def test_a_result_type_with_a_nul_character_is_refused_with_a_code(api: Api) -> None:
+    error = await api.error(FAILURES, {"resultType": "tlsa-\x00invalid"})
+
+    assert error["extensions"]["code"] == "INVALID_RESULT_TYPE"
+    assert error["message"] == (
+        "resultType 'tlsa-\\x00invalid' holds a NUL character, which no report can hold; pass "
+        "a result type as reports write it, such as \"certificate-expired\", or omit it for all"
+    )
+
+
 @pytest.mark.parametrize(
     ("arguments", "code", "message"),
     [
         ('policyDomain: "two words"', "INVALID_POLICY_DOMAIN",
          "policyDomain 'two words' is not a domain name"),
         ('policyDomain: ""', "INVALID_POLICY_DOMAIN", "policyDomain '' is not a domain name"),
+        ('policyDomain: "a\\u0000b.example"', "INVALID_POLICY_DOMAIN",
+         "policyDomain 'a\\x00b.example' is not a domain name"),
         ('start: "2025-03-04", end: "2025-03-01"', "INVALID_DATE_RANGE",
          "end 2025-03-01 is before start 2025-03-04"),
         ('start: "2025-01-01", end: "2025-12-31"', "RANGE_TOO_LONG",

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import asyncpg
 import pytest
 
+from mailflow.store.embedded import EmbeddedPostgres
 from mailflow.store.migrate import MigrationError, load_migrations, migrate, pending_migrations
 from mailflow.store.sql import query
 
@@ -33,6 +37,35 @@ async def test_migrating_twice_applies_nothing_the_second_time(pool: asyncpg.Poo
     async with pool.acquire() as connection:
         assert await migrate(connection) == []
         assert await pending_migrations(connection) == []
+
+
+@pytest.fixture
+async def empty_database(postgres: EmbeddedPostgres) -> AsyncIterator[str]:
+    """The DSN of a database without mailflow's tables, dropped after the test."""
+    admin = await asyncpg.connect(postgres.dsn("postgres"))
+    try:
+        await admin.execute("CREATE DATABASE mailflow_unmigrated")
+        yield postgres.dsn("mailflow_unmigrated")
+        await admin.execute("DROP DATABASE mailflow_unmigrated WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+async def test_two_servers_migrating_at_once_apply_each_migration_once_and_hold_no_lock(
+    empty_database: str,
+) -> None:
+    connections = [await asyncpg.connect(empty_database) for _ in range(2)]
+    try:
+        applied = await asyncio.gather(*(migrate(connection) for connection in connections))
+        locks = await connections[0].fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+    finally:
+        for connection in connections:
+            await connection.close()
+
+    versions = sorted(migration.version for migration in [*applied[0], *applied[1]])
+    assert versions == [migration.version for migration in load_migrations()]
+    assert locks == 0
 
 
 async def test_a_changed_migration_file_is_refused(pool: asyncpg.Pool) -> None:

@@ -8,6 +8,7 @@ as ``application/json``; a GET carries the same fields as query-string parameter
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,9 @@ from mailflow.errors import MailflowError
 
 EXAMPLE = '{"query": "{ connectors { name } }"}'
 SHAPE = f'the body must be a JSON object with a "query" string, such as {EXAMPLE}'
+# A JSON \uXXXX escape of half a surrogate pair decodes to a string that is no Unicode text:
+# it could not be encoded for the database, nor for the answer that quotes it.
+UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 ACCEPTED = (
     'send a POST with "Content-Type: application/json" and a JSON object body, or a GET '
     'with the query in the "query" parameter; form and multipart bodies are not supported'
@@ -127,12 +131,31 @@ def _request_data(data: Mapping[str, Any], noun: str, guidance: str) -> GraphQLR
         if value is not None and not isinstance(value, kind):
             wanted = "a JSON object" if kind is dict else "a string"
             raise RequestError(f'the "{name}" {noun} must be {wanted} or null, not {_kind(value)}')
+    _refuse_unpaired_surrogates(data)
     return GraphQLRequestData(
         query=query,
         variables=data.get("variables"),
         operation_name=data.get("operationName"),
         extensions=data.get("extensions"),
     )
+
+
+def _refuse_unpaired_surrogates(data: Mapping[str, Any]) -> None:
+    """Raise RequestError when a string of ``data``, or of what it nests, is not Unicode text."""
+    pending: list[Any] = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            pending += value
+        elif isinstance(value, str) and (found := UNPAIRED_SURROGATE.search(value)):
+            raise RequestError(
+                "the request holds a string with an unpaired surrogate "
+                f"(\\u{ord(found[0]):04x}), which is no Unicode character: escape a character "
+                "outside the Basic Multilingual Plane as its surrogate pair, such as "
+                "\\ud83d\\ude00"
+            )
 
 
 def _replaying(request: Request, body: bytes) -> Request:

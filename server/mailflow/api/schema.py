@@ -642,7 +642,7 @@ class Query:
     ) -> list[TlsFailure]:
         tls_query = _tls_query(info, start, end, policy_domain)
         failures = await info.context.loaders.tls_failures.load(
-            tls.TlsFailureQuery(tls_query, result_type)
+            tls.TlsFailureQuery(tls_query, tls.check_result_type(result_type))
         )
         return [TlsFailure.from_report(failure) for failure in failures]
 

@@ -45,3 +45,9 @@ class InvalidPolicyDomainError(MailflowError):
     """A policy domain argument is not a domain name."""
 
     code = "INVALID_POLICY_DOMAIN"
+
+
+class InvalidResultTypeError(MailflowError):
+    """A result type argument that no stored failure detail could have."""
+
+    code = "INVALID_RESULT_TYPE"

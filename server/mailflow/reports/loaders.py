@@ -9,8 +9,9 @@ derived from the same rows in Python. All reads of a request share its one conne
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -37,6 +38,63 @@ from mailflow.store.organizations import (
     load_internal_networks,
 )
 
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+class _FieldWait(asyncio.Future[T]):
+    """One field's wait for an answer that other fields may wait for too."""
+
+    def __init__(self, answer: asyncio.Future[T], waits: set[_FieldWait[T]]) -> None:
+        super().__init__(loop=answer.get_loop())
+        self._answer = answer
+        self._waits = waits
+        waits.add(self)
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        """Cancel this wait, and the answer too when no other field waits for it."""
+        if not super().cancel(msg):
+            return False
+        self._waits.discard(self)
+        if not self._waits:
+            self._answer.cancel()
+        return True
+
+
+class SharedLoader(DataLoader[K, T]):
+    """A DataLoader whose answer to a key outlives the cancellation of one field awaiting it.
+
+    strawberry hands every field asking for one key the same future, and graphql-core cancels
+    the siblings of a field that failed: a cancelled sibling would cancel that future for
+    every other field awaiting it. Here each field awaits a future of its own; the shared one
+    is cancelled (and its read skipped) only when every field awaiting it is.
+    """
+
+    def __init__(self, load_fn: Callable[[list[K]], Awaitable[Sequence[T]]]) -> None:
+        super().__init__(load_fn)
+        self._waits: dict[asyncio.Future[T], set[_FieldWait[T]]] = {}
+
+    def load(self, key: K) -> Awaitable[T]:
+        answer = asyncio.ensure_future(super().load(key))
+        if answer.done():
+            return answer
+        if answer not in self._waits:
+            self._waits[answer] = set()
+            answer.add_done_callback(self._pass_on)
+        return _FieldWait(answer, self._waits[answer])
+
+    def _pass_on(self, answer: asyncio.Future[T]) -> None:
+        """Give every field still waiting for ``answer`` what it came to."""
+        for wait in list(self._waits.pop(answer)):
+            if wait.done():
+                continue
+            if answer.cancelled():
+                wait.cancel()
+            elif (error := answer.exception()) is not None:
+                wait.set_exception(error)
+            else:
+                wait.set_result(answer.result())
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectorWindow:
@@ -61,15 +119,15 @@ class ReportLoaders:
         self._connection = connection
         self._one_statement_at_a_time = asyncio.Lock()
         self._organization_id = organization_id
-        self._connectors = DataLoader[int, list[Connector]](self._load_connectors)
-        self.connector_totals = DataLoader[ConnectorWindow, list[DailyTotal]](
+        self._connectors = SharedLoader[int, list[Connector]](self._load_connectors)
+        self.connector_totals = SharedLoader[ConnectorWindow, list[DailyTotal]](
             self._load_connector_totals
         )
-        self.flow_totals = DataLoader[FlowQuery, list[DailyTotal]](self._load_flow_totals)
-        self.tls_sessions = DataLoader[TlsQuery, list[TlsDomainSessions]](
+        self.flow_totals = SharedLoader[FlowQuery, list[DailyTotal]](self._load_flow_totals)
+        self.tls_sessions = SharedLoader[TlsQuery, list[TlsDomainSessions]](
             self._load_tls_sessions
         )
-        self.tls_failures = DataLoader[TlsFailureQuery, list[TlsFailure]](
+        self.tls_failures = SharedLoader[TlsFailureQuery, list[TlsFailure]](
             self._load_tls_failures
         )
 

@@ -17,7 +17,7 @@ from datetime import date
 import asyncpg
 
 from mailflow.domain import TlsPolicyType
-from mailflow.reports.errors import InvalidPolicyDomainError
+from mailflow.reports.errors import InvalidPolicyDomainError, InvalidResultTypeError
 from mailflow.reports.ranges import DateRange
 from mailflow.store.connection import Connection
 from mailflow.store.sql import query
@@ -112,13 +112,25 @@ class TlsFailure:
 def check_policy_domain(value: str) -> str:
     """``value`` as stored policy domains are written (lower case, no trailing dot)."""
     domain = value.strip().lower().rstrip(".")
-    if not domain or len(domain) > MAX_DOMAIN_LENGTH or any(c.isspace() for c in domain):
+    if (not domain or len(domain) > MAX_DOMAIN_LENGTH or not domain.isprintable()
+            or any(c.isspace() for c in domain)):
         shown = value if len(value) <= 60 else value[:57] + "..."
         raise InvalidPolicyDomainError(
             f"policyDomain {shown!r} is not a domain name; pass one such as \"example.com\", "
             "or omit it for every policy domain"
         )
     return domain
+
+
+def check_result_type(value: str | None) -> str | None:
+    """``value`` unless it holds a NUL, which PostgreSQL text, and so no stored report, can hold."""
+    if value is not None and "\x00" in value:
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise InvalidResultTypeError(
+            f"resultType {shown!r} holds a NUL character, which no report can hold; pass a "
+            'result type as reports write it, such as "certificate-expired", or omit it for all'
+        )
+    return value
 
 
 def session_series(

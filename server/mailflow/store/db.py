@@ -22,6 +22,9 @@ log = logging.getLogger("mailflow.db")
 Pool = asyncpg.Pool
 
 SERVER_APPLICATION = "mailflow serve"  # application_name of the server's sessions
+# asyncpg's own default. Off (0), it names no statement: behind a pooler in transaction mode,
+# the next transaction may run in a session that never prepared it.
+STATEMENT_CACHE_SIZE = 100
 
 
 class DatabaseUnavailableError(MailflowError):
@@ -58,6 +61,8 @@ async def open_database(
     try:
         pool = await create_pool(dsn, min_size=settings.pool_min_size,
                                  max_size=settings.pool_max_size,
+                                 statement_cache_size=(STATEMENT_CACHE_SIZE if
+                                                       settings.database_statement_cache else 0),
                                  server_settings={"application_name": (
                                      SERVER_APPLICATION if server else "mailflow")})
         try:

@@ -3,7 +3,7 @@
 A small runner rather than a migration tool: the maintained tools that take
 plain SQL files (yoyo, dbmate, sqitch) bring their own driver or binary, while
 mailflow talks to PostgreSQL through asyncpg alone. Each file runs in its own
-transaction; an advisory lock keeps two servers starting at once from racing.
+transaction, under an advisory lock that keeps two servers starting at once from racing.
 """
 
 from __future__ import annotations
@@ -89,19 +89,24 @@ async def unapplied_migrations(connection: Connection) -> list[Migration]:
 
 
 async def migrate(connection: Connection) -> list[Migration]:
-    """Apply pending migrations, one transaction each; return those applied."""
-    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
-    try:
-        applied = []
-        for migration in await pending_migrations(connection):
-            async with connection.transaction():
-                await connection.execute(migration.sql)
-                await connection.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version, migration.name, migration.checksum,
-                )
-            log.info("applied migration %04d_%s", migration.version, migration.name)
-            applied.append(migration)
-        return applied
-    finally:
-        await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    """Apply pending migrations, one transaction each; return those applied.
+
+    Each transaction takes the migration lock until it ends, and only then reads what is
+    pending: a lock held by the session would stay behind a pooler in transaction mode, in
+    whichever server session took it.
+    """
+    applied: list[Migration] = []
+    while True:
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            pending = await pending_migrations(connection)
+            if not pending:
+                return applied
+            migration = pending[0]
+            await connection.execute(migration.sql)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                migration.version, migration.name, migration.checksum,
+            )
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+        applied.append(migration)

@@ -225,8 +225,9 @@ class ConnectorConfig(BaseModel):
     @classmethod
     def _check_name(cls, value: str) -> str:
         name = value.strip()
-        if not 1 <= len(name) <= 200:
-            raise ValueError(f"{shown(value)} is not a connector name; use 1 to 200 characters")
+        if not 1 <= len(name) <= 200 or not name.isprintable():
+            raise ValueError(f"{shown(value)} is not a connector name; use 1 to 200 printable "
+                             "characters")
         return name
 
     @field_validator("direction", mode="before")
