@@ -24,8 +24,15 @@ from mailflow.api.auth import (
     unauthenticated_response,
 )
 from mailflow.api.body import RequestError, UnsupportedContentTypeError
-from mailflow.api.errors import INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, error_body
+from mailflow.api.errors import (
+    INTERNAL_MESSAGE,
+    INTERNAL_SERVER_ERROR,
+    error_body,
+    log_unavailable,
+    unavailable_response,
+)
 from mailflow.ingest.push import BrokenStreamError, PushResult, gunzipped, load_pushed_records
+from mailflow.store.availability import is_database_unavailable
 from mailflow.store.tokens import TokenRole
 
 log = logging.getLogger("mailflow.api")
@@ -64,7 +71,10 @@ class IngestEndpoint:
             log.info("an ingest client went away mid-body; what was committed is kept",
                      extra={"request_id": request_id, "accepted": result.accepted})
             return Response(status_code=400)
-        except Exception:
+        except Exception as error:
+            if is_database_unavailable(error):
+                log_unavailable(request_id, f"{type(error).__name__}: {error}")
+                return unavailable_response(request_id, **counts(result))
             log.exception("ingest request %s failed", request_id,
                           extra={"request_id": request_id})
             body = error_body(INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, requestId=request_id)

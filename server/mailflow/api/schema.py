@@ -20,6 +20,7 @@ from mailflow import domain
 from mailflow.api.context import Info
 from mailflow.api.errors import ErrorBoundary
 from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id, shown_id
+from mailflow.api.introspection import Introspection
 from mailflow.api.limits import QueryLimits
 from mailflow.api.scalars import DATE_SCALAR, LONG_SCALAR, Long
 from mailflow.reports import breakdown, series, tls
@@ -698,6 +699,6 @@ class MailflowSchema(strawberry.Schema):
 
 schema = MailflowSchema(
     query=Query,
-    extensions=[QueryLimits, ErrorBoundary],
+    extensions=[QueryLimits, ErrorBoundary, Introspection],
     config=StrawberryConfig(scalar_map={Long: LONG_SCALAR, datetime.date: DATE_SCALAR}),
 )
