@@ -54,7 +54,7 @@ from mailflow.api.schema import schema
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import utc_today
 from mailflow.settings import Settings
-from mailflow.store.availability import is_database_unavailable
+from mailflow.store.availability import is_database_unavailable, pooled
 
 log = logging.getLogger("mailflow.api")
 
@@ -159,7 +159,7 @@ class GraphQLEndpoint:
         request = await bounded(request, self.settings.max_request_bytes)
         # One connection per request: authentication and every loader share it, so a request
         # costs one pool checkout (and one reset) however many reads it makes.
-        async with self.pool.acquire() as connection:
+        async with pooled(self.pool) as connection:
             organization_id = await organization_of(
                 request, connection, demo_organization_id=self.demo_organization_id
             )

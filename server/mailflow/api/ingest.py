@@ -32,7 +32,7 @@ from mailflow.api.errors import (
     unavailable_response,
 )
 from mailflow.ingest.push import BrokenStreamError, PushResult, gunzipped, load_pushed_records
-from mailflow.store.availability import is_database_unavailable
+from mailflow.store.availability import is_database_unavailable, pooled
 from mailflow.store.tokens import TokenRole
 
 log = logging.getLogger("mailflow.api")
@@ -87,7 +87,7 @@ class IngestEndpoint:
         ]})
 
     async def _organization(self, request: Request) -> int:
-        async with self.pool.acquire() as connection:
+        async with pooled(self.pool) as connection:
             grant = await grant_of(request, connection, demo_organization_id=None)
         if grant.role is not TokenRole.INGEST:
             raise ForbiddenError(

@@ -1,10 +1,24 @@
-"""Which driver errors mean that the database cannot be reached, rather than a bug."""
+"""Which driver errors mean that the database cannot be reached, rather than a bug; and a pool
+checkout that survives the driver's races when a connection is lost while it is out."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from mailflow.store.db import DatabaseUnavailableError
+
+log = logging.getLogger("mailflow.db")
+
+# asyncpg's own words when a connection is lost under it: an idle pooled connection that
+# received the server's farewell ("terminating connection") before its socket closed refuses
+# the next statement, and a connection closed while checked out is returned to the pool by
+# the driver before the caller returns it.
+_LOST_CONNECTION_MESSAGES = ("cannot switch to state", "called on a free connection holder")
 
 
 def is_database_unavailable(error: BaseException | None) -> bool:
@@ -20,13 +34,37 @@ def is_database_unavailable(error: BaseException | None) -> bool:
 def _unavailable(error: BaseException) -> bool:
     if isinstance(error, asyncpg.QueryCanceledError):
         return False  # a statement timeout: the server is there
+    if isinstance(error, asyncpg.InterfaceError):
+        return str(error).endswith("connection is closed")
+    if isinstance(error, asyncpg.InternalClientError):
+        return _lost_connection(error)
     return isinstance(error, (
         DatabaseUnavailableError,
         OSError,  # refused, reset, no socket file, timed out
         asyncpg.PostgresConnectionError,  # class 08: the connection broke
         asyncpg.OperatorInterventionError,  # class 57: shutting down, starting up
         asyncpg.TooManyConnectionsError,
-    )) or (
-        # A pooled connection whose server went away is refused by the driver itself.
-        isinstance(error, asyncpg.InterfaceError) and str(error).endswith("connection is closed")
-    )
+    ))
+
+
+def _lost_connection(error: asyncpg.InternalClientError) -> bool:
+    return any(message in str(error) for message in _LOST_CONNECTION_MESSAGES)
+
+
+@contextlib.asynccontextmanager
+async def pooled(pool: asyncpg.Pool) -> AsyncIterator[PoolConnectionProxy]:
+    """A connection of ``pool`` for one request, like ``pool.acquire()``.
+
+    When the connection was lost while checked out, the pool has already taken it back and
+    returning it again fails inside asyncpg; that failure is no one's error and is dropped.
+    """
+    connection = await pool.acquire()
+    try:
+        yield connection
+    finally:
+        try:
+            await pool.release(connection)
+        except asyncpg.InternalClientError as error:
+            if not _lost_connection(error):
+                raise
+            log.debug("a lost connection was already back in the pool: %s", error)
