@@ -22,6 +22,8 @@ def _caused_by(cause: BaseException) -> Exception:
     asyncpg.CannotConnectNowError("the database system is starting up"),
     asyncpg.TooManyConnectionsError("sorry, too many clients already"),
     asyncpg.InterfaceError("connection is closed"),
+    asyncpg.InterfaceError(
+        "cannot call Connection.fetch(): connection has been released back to the pool"),
     asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
     asyncpg.InternalClientError(
         "PoolConnectionHolder.release() called on a free connection holder"),

@@ -178,7 +178,6 @@ class GraphQLEndpoint:
                     error_body(error.reason, BAD_REQUEST), status_code=error.status_code
                 )
 
-
     def _graphiql(self, request: Request) -> Response:
         if not self.settings.graphiql:
             return JSONResponse(error_body(

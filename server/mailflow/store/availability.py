@@ -14,11 +14,18 @@ from mailflow.store.db import DatabaseUnavailableError
 
 log = logging.getLogger("mailflow.db")
 
-# asyncpg's own words when a connection is lost under it: an idle pooled connection that
-# received the server's farewell ("terminating connection") before its socket closed refuses
-# the next statement, and a connection closed while checked out is returned to the pool by
-# the driver before the caller returns it.
-_LOST_CONNECTION_MESSAGES = ("cannot switch to state", "called on a free connection holder")
+# asyncpg's own words when a connection is lost under a request. An idle pooled connection
+# that received the server's farewell ("terminating connection") before its socket closed
+# refuses the next statement; a connection closed while checked out is taken back by the
+# pool before the request is done with it, so the request's next statement, and its return
+# of the connection, are refused. The request holds its connection for its whole run, so
+# these mean a lost connection, not a connection used after it was returned.
+_LOST_CONNECTION_MESSAGES = (
+    "connection is closed",
+    "connection has been released back to the pool",
+    "cannot switch to state",
+    "called on a free connection holder",
+)
 
 
 def is_database_unavailable(error: BaseException | None) -> bool:
@@ -34,9 +41,7 @@ def is_database_unavailable(error: BaseException | None) -> bool:
 def _unavailable(error: BaseException) -> bool:
     if isinstance(error, asyncpg.QueryCanceledError):
         return False  # a statement timeout: the server is there
-    if isinstance(error, asyncpg.InterfaceError):
-        return str(error).endswith("connection is closed")
-    if isinstance(error, asyncpg.InternalClientError):
+    if isinstance(error, asyncpg.InterfaceError | asyncpg.InternalClientError):
         return _lost_connection(error)
     return isinstance(error, (
         DatabaseUnavailableError,
@@ -47,7 +52,7 @@ def _unavailable(error: BaseException) -> bool:
     ))
 
 
-def _lost_connection(error: asyncpg.InternalClientError) -> bool:
+def _lost_connection(error: Exception) -> bool:
     return any(message in str(error) for message in _LOST_CONNECTION_MESSAGES)
 
 
