@@ -94,6 +94,22 @@ async def test_without_a_token_requests_are_counted_per_client_address(
     assert other_address.status_code == 200
 
 
+async def test_an_ipv6_client_is_counted_by_its_64_network(
+    client_of: ClientOf, organization_id: int
+) -> None:
+    def client(address: str) -> httpx.AsyncClient:
+        return client_of("2/minute", address, demo=organization_id)
+
+    same_network = [
+        (await client(address).post("/graphql", json=QUERY)).status_code
+        for address in ("2001:db8:0:7::1", "2001:db8:0:7::2", "2001:db8:0:7:ffff::3")
+    ]
+    next_network = await client("2001:db8:0:8::1").post("/graphql", json=QUERY)
+
+    assert same_network == [200, 200, 429]
+    assert next_network.status_code == 200
+
+
 async def test_pushes_to_ingest_are_limited_per_token_too(
     client_of: ClientOf, seed: Seed, organization_id: int
 ) -> None:
@@ -176,3 +192,44 @@ def test_a_rate_that_cannot_be_read_names_the_value_and_the_accepted_form(value:
         "UNIT second, minute, hour or day), several separated by ';' (such as "
         "20/second;600/minute), or off"
     )
+
+
+async def test_made_up_tokens_count_against_the_address_and_spare_a_known_token(
+    client_of: ClientOf, seed: Seed, organization_id: int
+) -> None:
+    client = client_of("3/minute")
+    known = bearer(await seed.token(organization_id))
+    await client.post("/graphql", json=QUERY, headers=known)
+
+    made_up = [
+        await client.post("/graphql", json=QUERY, headers=bearer(f"mf_1_{n:043d}"))
+        for n in range(4)
+    ]
+    still_known = await client.post("/graphql", json=QUERY, headers=known)
+
+    assert [response.status_code for response in made_up] == [401, 401, 401, 429]
+    (error,) = made_up[-1].json()["errors"]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert error["message"].startswith(
+        "too many requests with tokens this server refused (401) from this address: the "
+        "limit is 3/minute; retry in "
+    )
+    assert still_known.status_code == 200
+
+
+async def test_a_revoked_token_counts_against_the_address_again(
+    client_of: ClientOf, seed: Seed, organization_id: int
+) -> None:
+    client = client_of("2/minute")
+    token = await seed.token(organization_id)
+    await client.post("/graphql", json=QUERY, headers=bearer(token))
+    await seed.pool.execute("UPDATE api_tokens SET revoked_at = now()")
+
+    statuses = [
+        (await client.post("/graphql", json=QUERY, headers=bearer(token))).status_code
+        for _ in range(3)
+    ]
+
+    # Refused once on its own count, then counted against the address, which already holds
+    # the token's first request: refused once more, then over the rate.
+    assert statuses == [401, 401, 429]

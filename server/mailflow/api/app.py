@@ -227,11 +227,12 @@ def _limited(limit: RateLimit | None, handler: Handler) -> Handler:
         return handler
 
     async def handle(request: Request) -> Response:
-        retry_after = await limit.retry_after(request)
-        if retry_after is None:
-            return await handler(request)
-        response = limit.refusal(retry_after)
-        response.headers[REQUEST_ID_HEADER] = _request_id(request)
+        refusal = await limit.admit(request)
+        if refusal is not None:
+            refusal.headers[REQUEST_ID_HEADER] = _request_id(request)
+            return refusal
+        response = await handler(request)
+        await limit.settle(request, response.status_code)
         return response
 
     return handle
