@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
+import limits
 import platformdirs
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -71,6 +72,14 @@ class Settings(BaseSettings):
             "behind a pooler in transaction or statement mode, such as PgBouncer's."
         ),
     )
+    rate_limit: str = Field(
+        default="20/second;600/minute",
+        description="Requests per token (per client address without one); 'off' for none.",
+    )
+    introspection: bool = Field(
+        default=True, description="Whether the schema answers introspection queries."
+    )
+    graphiql: bool = Field(default=True, description="Whether browsers get GraphiQL at /graphql.")
     pool_min_size: int = Field(default=1, ge=0, description="Connections the pool keeps open.")
     pool_max_size: int = Field(default=10, ge=1, description="Most connections the pool opens.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
@@ -110,6 +119,24 @@ class Settings(BaseSettings):
                 )
         return origins
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        rate = value.strip().lower()
+        if rate in RATE_LIMIT_OFF:
+            return "off"
+        try:
+            items = limits.parse_many(rate)
+        except ValueError:
+            items = []
+        if not items or any(item.amount < 1 for item in items):
+            raise ValueError(
+                f"{value!r} is not a rate: write AMOUNT/UNIT (AMOUNT 1 or more, UNIT second, "
+                "minute, hour or day), several separated by ';' (such as 20/second;600/minute), "
+                "or off"
+            )
+        return rate
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -128,6 +155,7 @@ class Settings(BaseSettings):
         return self
 
 
+RATE_LIMIT_OFF = ("off", "none", "")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

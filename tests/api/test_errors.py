@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from mailflow.domain import TlsVersion
+from mailflow.store.tokens import TokenRole
 
 from .conftest import Api, Seed
 
@@ -175,3 +176,64 @@ async def test_a_total_too_large_to_send_is_an_internal_error_not_the_clients(
 
     (error,) = response.json()["errors"]
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+
+
+async def test_a_failed_push_is_an_internal_error_with_the_request_id_and_no_internals(
+    api: Api, seed: Seed, organization_id: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = await seed.token(organization_id, TokenRole.INGEST)
+    await seed.pool.execute("DROP TABLE connectors CASCADE")
+    record = (b'{"source_key": "k", "occurred_at": "2025-01-01T00:00:00Z", '
+              b'"direction": "INBOUND", "tls_version": "NONE"}\n')
+
+    with caplog.at_level(logging.ERROR, logger="mailflow.api"):
+        response = await api.client.post("/ingest", content=record, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson",
+            "X-Request-ID": "lb-push-0001",
+        })
+
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "lb-push-0001"
+    assert response.json() == {
+        "errors": [{
+            "message": "Internal server error",
+            "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": "lb-push-0001"},
+        }],
+        "accepted": 0, "duplicates": 0, "rejected": 0,
+    }
+    (logged,) = [r for r in caplog.records if r.name == "mailflow.api"]
+    assert "lb-push-0001" in logged.getMessage()
+    assert logged.exc_info is not None
+    assert "connectors" in str(logged.exc_info[1])
+
+
+async def test_a_request_id_from_a_load_balancer_is_the_one_an_internal_error_names(
+    api: Api, seed: Seed, caplog: pytest.LogCaptureFixture
+) -> None:
+    await seed.pool.execute("DROP TABLE api_tokens")
+
+    with caplog.at_level(logging.ERROR, logger="mailflow.api"):
+        response = await api.client.post(
+            "/graphql", json={"query": "{ connectors { name } }"},
+            headers={"Authorization": f"Bearer {api.token}", "X-Request-ID": "lb-1234-abcd"},
+        )
+
+    assert response.json()["errors"][0]["extensions"]["requestId"] == "lb-1234-abcd"
+    (logged,) = [r for r in caplog.records if r.name == "mailflow.api"]
+    assert "lb-1234-abcd" in logged.getMessage()
+    assert getattr(logged, "request_id", None) == "lb-1234-abcd"
+
+
+async def test_a_token_naming_another_organization_is_refused_without_naming_it(
+    api: Api, seed: Seed
+) -> None:
+    other = await seed.organization("org-b-secret-name")
+    real = await seed.token(other)
+    forged = real[: -4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")
+
+    forged_answer = await api.post("{ connectors { name } }", token=forged)
+    made_up = await api.post("{ connectors { name } }", token="mf_999999_" + "x" * 43)
+
+    assert forged_answer.status_code == made_up.status_code == 401
+    assert forged_answer.json() == made_up.json()
+    assert "org-b" not in forged_answer.text

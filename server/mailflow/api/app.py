@@ -37,18 +37,24 @@ from mailflow.api.body import (
 from mailflow.api.context import RequestContext
 from mailflow.api.errors import (
     BAD_REQUEST,
+    DATABASE_RETRY_AFTER_SECONDS,
     INTERNAL_MESSAGE,
     INTERNAL_SERVER_ERROR,
     error_body,
     escaped_error,
     has_code,
+    is_unavailable,
+    log_unavailable,
+    unavailable_response,
 )
 from mailflow.api.graphiql import graphiql_page, graphiql_routes
 from mailflow.api.ingest import IngestEndpoint
+from mailflow.api.ratelimit import RateLimit
 from mailflow.api.schema import schema
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import utc_today
 from mailflow.settings import Settings
+from mailflow.store.availability import is_database_unavailable, pooled
 from mailflow.store.isolation import enter_organization, service_transaction
 
 log = logging.getLogger("mailflow.api")
@@ -56,6 +62,9 @@ log = logging.getLogger("mailflow.api")
 REQUEST_ID_HEADER = "X-Request-ID"
 # A request id from a load balancer is kept when it is this plain; anything else is replaced.
 PLAIN_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+GRAPHIQL_DISABLED = "GRAPHIQL_DISABLED"
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class CompressedBodyError(RequestError):
@@ -104,6 +113,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
                 error if has_code(error) else escaped_error(error, request_id)
                 for error in result.errors
             ]
+        if result.errors and any(is_unavailable(error) for error in result.errors):
+            request.state.database_unavailable = True
         return await super().process_result(request, result)
 
 
@@ -132,22 +143,18 @@ class GraphQLEndpoint:
             response = JSONResponse(
                 error_body(str(error), error.code), status_code=error.status_code
             )
-        except Exception:
-            log.exception(
-                "request %s failed outside GraphQL execution; the client saw only "
-                "'Internal server error' and the request id",
-                request_id, extra={"request_id": request_id},
-            )
-            response = JSONResponse(
-                error_body(INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, requestId=request_id),
-                status_code=500,
-            )
+        except Exception as error:
+            response = _failure(error, request_id)
+        if getattr(request.state, "database_unavailable", False):
+            log_unavailable(request_id, "a query lost its connection")
+            response.status_code = 503
+            response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
 
     async def _answer(self, request: Request, request_id: str) -> Response:
         if self.view.should_render_graphql_ide(StarletteRequestAdapter(request)):
-            return graphiql_page(request)
+            return self._graphiql(request)
 
         refuse_compressed_body(request)
         request = await bounded(request, self.settings.max_request_bytes)
@@ -155,7 +162,7 @@ class GraphQLEndpoint:
         # share them, so a request costs one pool checkout however many reads it makes. The
         # transaction runs as the service role and, once the token is known, on the rows of
         # its organization alone (see mailflow.store.isolation).
-        async with self.pool.acquire() as connection, service_transaction(connection):
+        async with pooled(self.pool) as connection, service_transaction(connection):
             grant = await reader_of(
                 request, connection, demo_organization_id=self.demo_organization_id
             )
@@ -177,6 +184,14 @@ class GraphQLEndpoint:
                     error_body(error.reason, BAD_REQUEST), status_code=error.status_code
                 )
 
+    def _graphiql(self, request: Request) -> Response:
+        if not self.settings.graphiql:
+            return JSONResponse(error_body(
+                "GraphiQL is switched off on this server (MAILFLOW_GRAPHIQL); send queries "
+                'as POST /graphql with a JSON body {"query": ...}', GRAPHIQL_DISABLED,
+            ), status_code=404)
+        return graphiql_page(request, introspection=self.settings.introspection)
+
 
 def create_app(
     pool: asyncpg.Pool, settings: Settings, *, demo_organization_id: int | None = None
@@ -184,12 +199,15 @@ def create_app(
     """The API on ``pool``; without a token, requests read ``demo_organization_id`` if given."""
     endpoint = GraphQLEndpoint(pool, settings, demo_organization_id)
     ingest = IngestEndpoint(pool)
+    limit = None if settings.rate_limit == "off" else RateLimit(settings.rate_limit)
     return Starlette(
         routes=[
             Route("/", _to_graphql, methods=["GET", "HEAD"]),
-            Route("/graphql", endpoint.handle, methods=["GET", "POST"], name="graphql"),
-            Route("/ingest", _identified(ingest.handle), methods=["POST"], name="ingest"),
-            *graphiql_routes(),
+            Route("/graphql", _limited(limit, endpoint.handle), methods=["GET", "POST"],
+                  name="graphql"),
+            Route("/ingest", _limited(limit, _identified(ingest.handle)), methods=["POST"],
+                  name="ingest"),
+            *(graphiql_routes() if settings.graphiql else []),
         ],
         middleware=_cross_origin(settings),
     )
@@ -209,6 +227,23 @@ def _cross_origin(settings: Settings) -> list[Middleware]:
     )]
 
 
+def _limited(limit: RateLimit | None, handler: Handler) -> Handler:
+    """``handler`` behind the rate limit: over it, HTTP 429 before the request is read."""
+    if limit is None:
+        return handler
+
+    async def handle(request: Request) -> Response:
+        refusal = await limit.admit(request)
+        if refusal is not None:
+            refusal.headers[REQUEST_ID_HEADER] = _request_id(request)
+            return refusal
+        response = await handler(request)
+        await limit.settle(request, response.status_code)
+        return response
+
+    return handle
+
+
 def _identified(
     handler: Callable[[Request], Awaitable[Response]],
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -221,6 +256,22 @@ def _identified(
         return response
 
     return handle
+
+
+def _failure(error: Exception, request_id: str) -> Response:
+    """503 when the database is unavailable; 500, logged with the traceback, for a bug."""
+    if is_database_unavailable(error):
+        log_unavailable(request_id, f"{type(error).__name__}: {error}")
+        return unavailable_response(request_id)
+    log.error(
+        "request %s failed outside GraphQL execution; the client saw only "
+        "'Internal server error' and the request id",
+        request_id, exc_info=error, extra={"request_id": request_id},
+    )
+    return JSONResponse(
+        error_body(INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, requestId=request_id),
+        status_code=500,
+    )
 
 
 async def _to_graphql(request: Request) -> Response:

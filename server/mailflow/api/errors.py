@@ -3,8 +3,9 @@
 Domain errors (MailflowError) keep their text and code. graphql-core's own errors keep their
 text: GRAPHQL_PARSE_FAILED for syntax, GRAPHQL_VALIDATION_FAILED for a document that does not
 fit the schema, BAD_USER_INPUT for variables and arguments that do not fit their types.
-Anything else is a bug or an outage: the client gets "Internal server error" and a request id,
-the log gets the exception. No stack trace, SQL or data of another organization ever
+A database that cannot be reached is DATABASE_UNAVAILABLE, answered with HTTP 503 and
+Retry-After. Anything else is a bug: the client gets "Internal server error" and a request
+id, the log gets the exception. No stack trace, SQL or data of another organization ever
 reaches a client.
 """
 
@@ -16,9 +17,11 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 from graphql.validation.validate import ValidationAbortedError
+from starlette.responses import JSONResponse
 from strawberry.extensions import SchemaExtension
 
 from mailflow.errors import MailflowError
+from mailflow.store.availability import is_database_unavailable
 
 log = logging.getLogger("mailflow.api")
 
@@ -28,6 +31,9 @@ PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 BAD_USER_INPUT = "BAD_USER_INPUT"
 BAD_REQUEST = "BAD_REQUEST"
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable; retry in a few seconds"
+DATABASE_RETRY_AFTER_SECONDS = 2
 VALIDATION_ABORTED_MESSAGE = (
     "Validation aborted: the document gives the same selection too many fields to compare "
     "them all; ask for each field once"
@@ -63,6 +69,8 @@ def client_error(error: GraphQLError, *, executing: bool, request_id: str | None
     field path is about the variables, and one with a path that is no domain error is ours.
     """
     cause = error.original_error
+    if is_database_unavailable(cause):
+        return unavailable_error(error, request_id)
     if isinstance(cause, MailflowError):
         return _with_code(error, str(cause), cause.code)
     if isinstance(error, GraphQLSyntaxError):
@@ -89,6 +97,8 @@ def escaped_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
     and a missing operation name arrive here; anything else is ours.
     """
     cause = error.original_error
+    if is_database_unavailable(cause):
+        return unavailable_error(error, request_id)
     if isinstance(cause, MailflowError):
         return _with_code(error, str(cause), cause.code)
     if isinstance(error, GraphQLSyntaxError):
@@ -111,6 +121,41 @@ def internal_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
         nodes=error.nodes,
         path=error.path,
         extensions={"code": INTERNAL_SERVER_ERROR, "requestId": request_id},
+    )
+
+
+def unavailable_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    """DATABASE_UNAVAILABLE in place of a driver error that says where the database is."""
+    return GraphQLError(
+        DATABASE_UNAVAILABLE_MESSAGE,
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": DATABASE_UNAVAILABLE, "requestId": request_id},
+    )
+
+
+def is_unavailable(error: GraphQLError) -> bool:
+    """Whether ``error`` passed the boundary as DATABASE_UNAVAILABLE."""
+    return bool(error.extensions and error.extensions.get("code") == DATABASE_UNAVAILABLE)
+
+
+def unavailable_response(request_id: str, **fields: Any) -> JSONResponse:
+    """HTTP 503 with ``Retry-After``, for a request the database could not answer."""
+    body = error_body(DATABASE_UNAVAILABLE_MESSAGE, DATABASE_UNAVAILABLE, requestId=request_id)
+    return JSONResponse(
+        {**body, **fields},
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def log_unavailable(request_id: str, reason: str) -> None:
+    """One warning per request the database could not answer; no traceback, it is no bug."""
+    log.warning(
+        "request %s answered 503: the database is unavailable (%s); each request tries "
+        "again, so nothing needs restarting once PostgreSQL is back",
+        request_id, reason,
+        extra={"request_id": request_id},
     )
 
 

@@ -4,7 +4,8 @@ The headers editor opens prefilled with ``{}``, under a line that says how to ad
 token: a placeholder token would be sent as is and refused, and JSON has no comments to
 hold the hint. Headers are not persisted, so a token does not outlive the tab in the
 browser's storage; GraphiQL's settings let a user turn persistence on. The page carries the
-schema's introspection, so completion and docs work before a token is entered.
+schema's introspection, so completion and docs work before a token is entered, unless
+introspection is switched off: then it carries none and asks for none.
 """
 
 from __future__ import annotations
@@ -130,22 +131,28 @@ def graphiql_routes() -> list[BaseRoute]:
     return [Mount(ASSETS_PATH, app=StaticFiles(directory=ASSETS_DIR), name="graphiql-assets")]
 
 
-def graphiql_page(request: Request) -> HTMLResponse:
+def graphiql_page(request: Request, *, introspection: bool = True) -> HTMLResponse:
     """The GraphiQL page for a browser's GET /graphql, under the app's root path."""
     root_path = request.scope.get("root_path", "")
     return HTMLResponse(
-        render_graphiql(root_path + "/graphql", root_path + ASSETS_PATH),
+        render_graphiql(root_path + "/graphql", root_path + ASSETS_PATH,
+                        introspection=introspection),
         headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY},
     )
 
 
-def render_graphiql(endpoint: str = "/graphql", assets: str = ASSETS_PATH) -> str:
-    """The page's HTML: GraphiQL on ``endpoint``, its files fetched from ``assets``."""
+def render_graphiql(
+    endpoint: str = "/graphql", assets: str = ASSETS_PATH, *, introspection: bool = True
+) -> str:
+    """The page's HTML: GraphiQL on ``endpoint``, its files fetched from ``assets``.
+
+    Without ``introspection`` the schema is null, which GraphiQL takes as "do not fetch it".
+    """
     config = {
         "endpoint": endpoint,
         "query": DEFAULT_QUERY,
         "headers": "{}",
-        "schema": _introspection(),
+        "schema": _introspection() if introspection else None,
     }
     # "<" is escaped so that no value can close the script element that holds the config.
     config_json = json.dumps(config, separators=(",", ":")).replace("<", "\\u003c")

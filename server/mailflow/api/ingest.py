@@ -24,8 +24,15 @@ from mailflow.api.auth import (
     unauthenticated_response,
 )
 from mailflow.api.body import RequestError, UnsupportedContentTypeError
-from mailflow.api.errors import INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, error_body
+from mailflow.api.errors import (
+    INTERNAL_MESSAGE,
+    INTERNAL_SERVER_ERROR,
+    error_body,
+    log_unavailable,
+    unavailable_response,
+)
 from mailflow.ingest.push import BrokenStreamError, PushResult, gunzipped, load_pushed_records
+from mailflow.store.availability import is_database_unavailable, pooled
 from mailflow.store.isolation import service_transaction
 from mailflow.store.tokens import TokenRole
 
@@ -65,7 +72,10 @@ class IngestEndpoint:
             log.info("an ingest client went away mid-body; what was committed is kept",
                      extra={"request_id": request_id, "accepted": result.accepted})
             return Response(status_code=400)
-        except Exception:
+        except Exception as error:
+            if is_database_unavailable(error):
+                log_unavailable(request_id, f"{type(error).__name__}: {error}")
+                return unavailable_response(request_id, **counts(result))
             log.exception("ingest request %s failed", request_id,
                           extra={"request_id": request_id})
             body = error_body(INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, requestId=request_id)
@@ -78,7 +88,7 @@ class IngestEndpoint:
         ]})
 
     async def _organization(self, request: Request) -> int:
-        async with self.pool.acquire() as connection, service_transaction(connection):
+        async with pooled(self.pool) as connection, service_transaction(connection):
             grant = await grant_of(request, connection, demo_organization_id=None)
         if grant.role is not TokenRole.INGEST:
             raise ForbiddenError(

@@ -26,6 +26,7 @@ from mailflow.api.auth import ForbiddenError
 from mailflow.api.context import Info
 from mailflow.api.errors import ErrorBoundary
 from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id, shown_id
+from mailflow.api.introspection import Introspection
 from mailflow.api.limits import QueryLimits
 from mailflow.api.scalars import DATE_SCALAR, LONG_SCALAR, Long
 from mailflow.reports import breakdown, series, tls
@@ -1035,6 +1036,6 @@ class MailflowSchema(strawberry.Schema):
 schema = MailflowSchema(
     query=Query,
     mutation=Mutation,
-    extensions=[QueryLimits, ErrorBoundary],
+    extensions=[QueryLimits, ErrorBoundary, Introspection],
     config=StrawberryConfig(scalar_map={Long: LONG_SCALAR, datetime.date: DATE_SCALAR}),
 )
