@@ -16,9 +16,9 @@ MAILFLOW = str(Path(sys.executable).parent / "mailflow")
 
 
 def run(
-    env: dict[str, str], *args: str, stdin: str | None = None
+    env: dict[str, str], *args: str, stdin: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([MAILFLOW, *args], env={**os.environ, **env}, input=stdin,
+    return subprocess.run([MAILFLOW, *args], env={**os.environ, **env}, input=stdin, cwd=cwd,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -135,3 +135,30 @@ async def test_a_token_is_created_with_the_role_asked_for_and_listed_with_it(
     assert refused.returncode == 2
     assert "'--role'" in refused.stderr
     assert "'owner'" in refused.stderr
+
+
+def test_a_settings_file_that_is_not_utf8_is_named_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"MAILFLOW_LOG_LEVEL=INFO\n\x00\xff\n")
+
+    result = run({}, "token", "list", "--org", "acme", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "the .env file is not UTF-8 text" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_port_in_the_settings_file_stops_the_command(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("MAILFLOW_PORT=99999\n")
+
+    result = run({}, "serve", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "MAILFLOW_PORT: '99999'" in result.stderr
+
+
+def test_a_token_id_beyond_any_id_is_refused_by_the_command_line() -> None:
+    result = run({"COLUMNS": "200"}, "token", "revoke", "99999999999999999999", "--org", "acme")
+
+    assert result.returncode == 2
+    assert "less than or equal to 9223372036854775807" in result.stderr
+    assert "database" not in result.stderr

@@ -94,3 +94,20 @@ def test_an_unknown_organization_is_refused(database_url: str) -> None:
 
     assert result.returncode == 2
     assert "organization 'nobody' does not exist" in result.stderr
+
+
+@pytest.mark.parametrize(("first", "last"), [("0001-01-01", "0001-01-02"),
+                                            ("2021-01-01", "9999-12-31")])
+def test_the_first_and_last_days_of_the_calendar_are_days_like_any_other(
+    database_url: str, tmp_path: Path, first: str, last: str,
+) -> None:
+    organization_file = tmp_path / "acme.yaml"
+    organization_file.write_text("organization: acme\n")
+    applied = run({"DATABASE_URL": database_url}, "org", "apply", str(organization_file))
+    assert applied.returncode == 0, applied.stderr
+
+    result = run({"DATABASE_URL": database_url}, "reclassify", "--org", "acme",
+                 "--from", first, "--to", last)
+
+    assert result.returncode == 0, result.stderr
+    assert f"organization acme, {first} to {last} (UTC): 0 message facts" in result.stderr

@@ -106,6 +106,10 @@ def _main() -> None:
     except ValidationError as error:
         typer.echo(f"mailflow: error in the settings: {describe_errors(error)}", err=True)
         raise typer.Exit(2) from None
+    except UnicodeDecodeError as error:
+        typer.echo(f"mailflow: error in the settings: the .env file is not UTF-8 text "
+                   f"({error.reason} at byte {error.start}); write it as UTF-8", err=True)
+        raise typer.Exit(2) from None
     _configure_logging(settings)
 
 
@@ -222,7 +226,8 @@ def token_list(
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[int, typer.Argument(min=1, help="Token id, as 'token list' shows it.")],
+    token_id: Annotated[int, typer.Argument(min=1, max=2**63 - 1,
+                                            help="Token id, as 'token list' shows it.")],
     org: Annotated[str, typer.Option("--org", help="Organization the token belongs to.")],
 ) -> None:
     """Revoke a token: requests that carry it get 401 from now on."""
@@ -443,10 +448,11 @@ def _usage_error(message: str) -> NoReturn:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(envvar="MAILFLOW_HOST",
-                                      help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, envvar="MAILFLOW_PORT",
-                                      help="Port to listen on.")] = 8000,
+    host: Annotated[str | None, typer.Option(
+        help="Address to listen on [default: MAILFLOW_HOST, else 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(
+        min=1, max=65535,
+        help="Port to listen on [default: MAILFLOW_PORT, else 8000].")] = None,
     demo: Annotated[bool, typer.Option(
         "--demo", help="Load the demo organization; on the embedded database it is "
                        "readable without a token.")] = False,
@@ -454,9 +460,12 @@ def serve(
     """Serve the GraphQL API (GraphiQL in a browser at /graphql)."""
     from mailflow.server import check_listen_address, run_server
 
+    settings = get_settings()
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
     try:
         check_listen_address(host, port)
-        run_server(get_settings(), host=host, port=port, demo=demo)
+        run_server(settings, host=host, port=port, demo=demo)
     except (MailflowError, MigrationError, EmbeddedPostgresError, OSError) as error:
         typer.echo(f"mailflow: error: {error}", err=True)
         raise typer.Exit(2) from None

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_range_days: int = Field(
         default=90, ge=1, le=3660, description="Longest report range, in days."
     )
+    host: str = Field(default="127.0.0.1", description="Address `mailflow serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535,
+                      description="Port `mailflow serve` listens on.")
     max_request_bytes: int = Field(
         default=100_000, ge=1_000, description="Largest GraphQL request body, in bytes."
     )

@@ -646,3 +646,26 @@ async def test_the_mutations_results_match_what_an_organization_file_declares(
         " FROM connectors ORDER BY organization_id")
     assert len(rows) == 2
     assert tuple(rows[0]) == tuple(rows[1])
+
+
+async def test_an_organization_has_at_most_a_hundred_connectors(
+    admin: Api, pool: asyncpg.Pool, organization_id: int, tmp_path: Path,
+) -> None:
+    from mailflow.store.organizations import MAX_CONNECTORS
+
+    many = [{"name": f"partner-{n}", "direction": "inbound", "kind": "partner",
+             "sender_domains": [f"p{n}.example"]} for n in range(MAX_CONNECTORS + 1)]
+    too_many = tmp_path / "too-many.yaml"
+    too_many.write_text(json.dumps({"organization": "acme", "connectors": many}))
+    with pytest.raises(OrganizationFileError, match="101 connectors is more than the 100"):
+        load_organization_file(too_many)
+    await pool.executemany(
+        "INSERT INTO connectors (organization_id, name, direction, kind) "
+        "VALUES ($1, $2, 'INBOUND', 'PARTNER')",
+        [(organization_id, f"partner-{n}") for n in range(MAX_CONNECTORS)])
+
+    error = await admin.error(CREATE, {"input": PARTNER})
+
+    assert error["extensions"]["code"] == "TOO_MANY_CONNECTORS"
+    assert "has 100 connectors" in error["message"]
+    assert len((await admin.data(CONNECTORS))["connectors"]) == MAX_CONNECTORS

@@ -60,8 +60,11 @@ async def reclassify(
         raise ValueError(f"the last day {last} is before the first day {first}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-    end = datetime.combine(last + timedelta(days=1), time(), UTC)
-    after: Position = (datetime.combine(first, time(), UTC) - timedelta(microseconds=1), "")
+    # The calendar's last day ends at its last instant, the first begins at its first.
+    end = (datetime.combine(last + timedelta(days=1), time(), UTC) if last < date.max
+           else datetime.max.replace(tzinfo=UTC))
+    after: Position = (datetime.combine(first, time(), UTC) - timedelta(microseconds=1)
+                       if first > date.min else datetime.min.replace(tzinfo=UTC), "")
     result = ReclassifyResult()
     while True:
         async with pool.acquire() as connection:

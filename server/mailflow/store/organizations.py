@@ -52,6 +52,9 @@ INBOUND_ONLY: tuple[str, ...] = ("sender_domains", "client_ips", "tls_cert_names
 OUTBOUND_ONLY: tuple[str, ...] = ("recipient_domains", "smart_hosts")
 EITHER_DIRECTION: tuple[str, ...] = ("routes",)
 MAX_ROUTE_NAME = 200
+# Every report can be asked for all of an organization's connectors at once, and the query cost
+# limit cannot know their number before a query runs: this bounds the work one request can ask.
+MAX_CONNECTORS = 100
 
 Spelling = Callable[[str], str]
 """How a caller spells the organization file's keys in messages (the API: camelCase)."""
@@ -61,6 +64,12 @@ class OrganizationValueError(MailflowError):
     """A value given for a connector, accepted domain or internal network breaks its rule."""
 
     code = "BAD_USER_INPUT"
+
+
+class TooManyConnectorsError(MailflowError):
+    """A new connector would make more than MAX_CONNECTORS."""
+
+    code = "TOO_MANY_CONNECTORS"
 
 
 class ConnectorNameTakenError(MailflowError):
@@ -337,6 +346,11 @@ class OrganizationConfig(BaseModel):
     def _check_unique_names(
         cls, connectors: tuple[ConnectorConfig, ...]
     ) -> tuple[ConnectorConfig, ...]:
+        if len(connectors) > MAX_CONNECTORS:
+            raise ValueError(
+                f"{len(connectors)} connectors is more than the {MAX_CONNECTORS} an organization "
+                "may have"
+            )
         seen: dict[str, int] = {}
         for index, connector in enumerate(connectors):
             first = seen.setdefault(connector.name.casefold(), index)
@@ -786,7 +800,13 @@ async def create_connector(
     """
     async with connection.transaction():
         await connection.execute(query("organization_lock"), organization_id)
-        _check_name_free(await load_connectors(connection, organization_id), config.name)
+        existing = await load_connectors(connection, organization_id)
+        if len(existing) >= MAX_CONNECTORS:
+            raise TooManyConnectorsError(
+                f"the organization has {len(existing)} connectors, the most it may have "
+                f"({MAX_CONNECTORS}); delete one first"
+            )
+        _check_name_free(existing, config.name)
         connector_id: int = await connection.fetchval(
             query("connector_create"), organization_id, *config.as_row())
     return config.as_connector(connector_id)
