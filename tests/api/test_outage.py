@@ -183,9 +183,10 @@ async def test_a_query_whose_connection_is_lost_midway_is_503_and_the_next_is_an
     # request authenticates, then loses its connection inside the report's query.
     await outage_pool.execute("""
         ALTER TABLE daily_rollups RENAME TO daily_rollups_kept;
-        CREATE FUNCTION lose_connection() RETURNS boolean LANGUAGE sql
+        CREATE FUNCTION lose_connection() RETURNS boolean LANGUAGE sql SECURITY DEFINER
             AS 'SELECT pg_terminate_backend(pg_backend_pid())';
         CREATE VIEW daily_rollups AS SELECT * FROM daily_rollups_kept WHERE lose_connection();
+        GRANT SELECT ON daily_rollups TO mailflow_app;  -- the role requests run as
     """)
 
     with caplog.at_level("WARNING", logger="mailflow.api"):
@@ -199,7 +200,7 @@ async def test_a_query_whose_connection_is_lost_midway_is_503_and_the_next_is_an
     assert lost.status_code == 503
     assert lost.headers["retry-after"] == "2"
     body = lost.json()
-    assert body["data"] is None
+    assert body.get("data") is None  # lost inside GraphQL, or when the transaction ends
     assert {error["extensions"]["code"] for error in body["errors"]} == {"DATABASE_UNAVAILABLE"}
     assert "terminat" not in lost.text
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
