@@ -226,13 +226,19 @@ def token_list(
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[int, typer.Argument(min=1, max=2**63 - 1,
-                                            help="Token id, as 'token list' shows it.")],
+    token: Annotated[str, typer.Argument(metavar="TOKEN_ID",
+                                         help="Token id, as 'token list' shows it.")],
     org: Annotated[str, typer.Option("--org", help="Organization the token belongs to.")],
 ) -> None:
     """Revoke a token: requests that carry it get 401 from now on."""
     from mailflow.store.isolation import owner_transaction
     from mailflow.store.tokens import revoke_token
+
+    # Digits only: revoking cannot be undone, so '1.0' or ' 3' must not be read as an id.
+    if not (token.isascii() and token.isdigit()) or not 1 <= int(token) <= 2**63 - 1:
+        _usage_error(f"{token!r} is not a token id; give the number 'mailflow token list' "
+                     "shows, such as 3")
+    token_id = int(token)
 
     async def work(pool: Any) -> None:
         async with pool.acquire() as connection:
@@ -449,10 +455,10 @@ def _usage_error(message: str) -> NoReturn:
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(
-        help="Address to listen on [default: MAILFLOW_HOST, else 127.0.0.1].")] = None,
+        help="Address to listen on (default: MAILFLOW_HOST, else 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(
         min=1, max=65535,
-        help="Port to listen on [default: MAILFLOW_PORT, else 8000].")] = None,
+        help="Port to listen on (default: MAILFLOW_PORT, else 8000).")] = None,
     demo: Annotated[bool, typer.Option(
         "--demo", help="Load the demo organization; on the embedded database it is "
                        "readable without a token.")] = False,
