@@ -145,15 +145,17 @@ async def _insert_new(
             await connection.execute(query("facts_insert_new"))
     except asyncpg.UniqueViolationError:
         return None
-    counts = rollup_counts(records, held)
-    return StoreResult(inserted=len(records), duplicates=0,
-                       touched_days={count.day for count in counts}, counts=counts)
+    return _stored(rollup_counts(records, held), len(records))
 
 
 async def _merge(connection: Connection, copied: int) -> StoreResult:
     """Insert the copied facts not stored yet, counting them by rollup key."""
     rows = await connection.fetch(query("facts_insert_incoming"))
-    counts = [RollupCount(*row) for row in rows]
+    return _stored([RollupCount(*row) for row in rows], copied)
+
+
+def _stored(counts: list[RollupCount], copied: int) -> StoreResult:
+    """What storing ``copied`` facts changed, from the counts of those that were new."""
     inserted = sum(count.messages for count in counts)
     return StoreResult(
         inserted=inserted,
