@@ -328,24 +328,32 @@ def ingest_exchange(
     _ingest(org, files, exchange_format(), batch_size)
 
 
+WorkersOption = Annotated[int, typer.Option(
+    "--workers", min=0, max=64,
+    help="Processes that parse and store records; 0: one per core for inputs of 32 MiB or more, "
+         "else none beside this one.")]
+
+
 @ingest_app.command("ndjson")
 def ingest_ndjson(
-    files: FilesArgument, org: OrgOption, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    files: FilesArgument, org: OrgOption, workers: WorkersOption = 0,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Load message facts in mailflow's record format as newline-delimited JSON."""
     from mailflow.ingest.run import records_format
 
-    _ingest(org, files, records_format("ndjson"), batch_size)
+    _ingest(org, files, records_format("ndjson"), batch_size, workers=workers)
 
 
 @ingest_app.command("csv")
 def ingest_csv(
-    files: FilesArgument, org: OrgOption, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    files: FilesArgument, org: OrgOption, workers: WorkersOption = 0,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Load message facts in mailflow's record format as CSV, a header line first."""
     from mailflow.ingest.run import records_format
 
-    _ingest(org, files, records_format("csv"), batch_size)
+    _ingest(org, files, records_format("csv"), batch_size, workers=workers)
 
 
 @ingest_app.command("tlsrpt")
@@ -370,16 +378,21 @@ def ingest_tlsrpt(
         raise typer.Exit(1)  # the summary has named the files that were not loaded
 
 
-def _ingest(org: str, files: list[str], log_format: Any, batch_size: int) -> None:
+def _ingest(
+    org: str, files: list[str], log_format: Any, batch_size: int, *, workers: int = 1
+) -> None:
     """Load ``files`` in ``log_format`` (a mailflow.ingest.run.LogFormat) into ``org``."""
+    from mailflow.ingest.parallel import worker_count
     from mailflow.ingest.run import ingest_files
 
     _refuse_demo_name(org)
     _check_files(files)
+    processes = worker_count(workers, files)
 
     async def work(pool: Any) -> bool:
         report, _ = await ingest_files(pool, org, files, log_format,
-                                       progress=sys.stdout.isatty(), batch_size=batch_size)
+                                       progress=sys.stdout.isatty(), batch_size=batch_size,
+                                       workers=processes)
         return bool(report.problems or report.rejections)
 
     if _run(lambda: _with_database(work)):

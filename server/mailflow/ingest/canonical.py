@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import csv
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -140,18 +140,28 @@ class RecordReader:
             return None
         return fact_from_record(_csv_record(self.columns, line))
 
+    def continue_under(self, header: str) -> None:
+        """Read CSV lines from the middle of a file, under the file's header line ``header``."""
+        try:
+            self.columns = _csv_header(header.removeprefix(BYTE_ORDER_MARK))
+        except RejectedRecord:
+            self.bad_header = True
+
 
 def parse_records(
     lines: Iterable[str], kind: str, report: IngestReport,
-    on_rejection: Callable[[Rejection], None],
+    on_rejection: Callable[[Rejection], None], *, first_line: int = 1, header: str | None = None,
 ) -> Iterator[MessageFact]:
     """The facts of the record lines, in order; each rejected record is counted in ``report``
     and handed to ``on_rejection``.
 
     Line numbers, and for CSV the header, start again with each file when the lines of
-    several files are read as one stream (``report.files_started`` counts them).
+    several files are read as one stream (``report.files_started`` counts them). Lines from
+    the middle of a file start at line ``first_line``, under its CSV ``header`` line.
     """
-    reader, number, file = RecordReader(kind), 0, report.files_started
+    reader, number, file = RecordReader(kind), first_line - 1, report.files_started
+    if header is not None and kind == "csv" and first_line > 1:
+        reader.continue_under(header)
     for line in lines:
         if report.files_started != file:
             reader, number, file = RecordReader(kind), 0, report.files_started
@@ -190,7 +200,7 @@ def record_parser(kind: str) -> Callable[..., Iterator[MessageFact]]:
     return parse
 
 
-def fact_from_record(record: Mapping[str, Any]) -> MessageFact:
+def fact_from_record(record: dict[str, Any]) -> MessageFact:
     """The message fact a record describes; RejectedRecord naming the first bad field."""
     if not _FIELD_SET.issuperset(record):
         unknown = [name for name in record if name not in _FIELD_SET]
@@ -290,7 +300,7 @@ def _csv_record(columns: tuple[str, ...], line: str) -> dict[str, Any]:
     return record
 
 
-def _source_key(record: Mapping[str, Any]) -> str:
+def _source_key(record: dict[str, Any]) -> str:
     key = record["source_key"]
     if not isinstance(key, str):
         raise RejectedRecord(f"source_key is a string, not {_shown(key)}")
@@ -302,7 +312,7 @@ def _source_key(record: Mapping[str, Any]) -> str:
     return key
 
 
-def _time(record: Mapping[str, Any]) -> datetime:
+def _time(record: dict[str, Any]) -> datetime:
     value = record["occurred_at"]
     if not isinstance(value, str):
         raise RejectedRecord(f"occurred_at is an ISO 8601 string, not {_shown(value)}")
@@ -325,7 +335,7 @@ def _time(record: Mapping[str, Any]) -> datetime:
     return moment
 
 
-def _tls_version(record: Mapping[str, Any]) -> TlsVersion:
+def _tls_version(record: dict[str, Any]) -> TlsVersion:
     value = record.get("tls_version")
     if value is None:
         return TlsVersion.UNKNOWN
@@ -339,7 +349,7 @@ def _tls_version(record: Mapping[str, Any]) -> TlsVersion:
 
 
 def _choice(
-    record: Mapping[str, Any], name: str, members: Mapping[str, E], default: E
+    record: dict[str, Any], name: str, members: dict[str, E], default: E
 ) -> E:
     value = record.get(name)
     if value is None:
@@ -350,7 +360,7 @@ def _choice(
     return member
 
 
-def _text(record: Mapping[str, Any], name: str, *, lower: bool = True) -> str | None:
+def _text(record: dict[str, Any], name: str, *, lower: bool = True) -> str | None:
     value = record.get(name)
     if value is None:
         return None
@@ -370,7 +380,7 @@ def _check_text(name: str, value: str) -> None:
         )
 
 
-def _sender_domain(record: Mapping[str, Any]) -> str | None:
+def _sender_domain(record: dict[str, Any]) -> str | None:
     value = _text(record, "sender_domain")
     return _domain("sender_domain", value) if value else None  # "": the null sender
 
@@ -391,7 +401,7 @@ def _normalized_domain(value: str) -> str | None:
     return domain
 
 
-def _domains(record: Mapping[str, Any]) -> tuple[str, ...]:
+def _domains(record: dict[str, Any]) -> tuple[str, ...]:
     value = record.get("recipient_domains")
     if value is None:
         return ()
@@ -407,7 +417,7 @@ def _domains(record: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_domain("recipient_domains", domain) for domain in value))
 
 
-def _address(record: Mapping[str, Any]) -> str | None:
+def _address(record: dict[str, Any]) -> str | None:
     value = _text(record, "peer_ip")
     if value is None:
         return None
@@ -416,7 +426,7 @@ def _address(record: Mapping[str, Any]) -> str | None:
     return value
 
 
-def _count(record: Mapping[str, Any], name: str, *, default: int, maximum: int) -> int:
+def _count(record: dict[str, Any], name: str, *, default: int, maximum: int) -> int:
     value = record.get(name)
     if value is None:
         return default

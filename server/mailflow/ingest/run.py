@@ -24,6 +24,7 @@ from mailflow.ingest.classify import load_boundary_policy, load_classifier
 from mailflow.ingest.exchange import parse_exchange
 from mailflow.ingest.exim import parse_exim
 from mailflow.ingest.network import BoundaryPolicy
+from mailflow.ingest.parallel import load_records_in_parallel
 from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE, LoadResult, load_facts
 from mailflow.ingest.postfix import parse_postfix
 from mailflow.ingest.report import IngestReport, plural
@@ -35,6 +36,7 @@ from mailflow.ingest.sources import (
     read_log,
 )
 from mailflow.ingest.window import within_window
+from mailflow.store.db import database_address
 from mailflow.store.isolation import owner_transaction
 from mailflow.store.organizations import ensure_organization
 
@@ -58,10 +60,12 @@ class LogParser(Protocol):
 
 @dataclass(frozen=True)
 class LogFormat:
-    """A log format that ``mailflow ingest`` reads: its name for people and its parser."""
+    """A log format that ``mailflow ingest`` reads: its name for people and its parser;
+    ``records`` names mailflow's own record format (whose lines parse alone), if it is one."""
 
     name: str
     parse: LogParser
+    records: str | None = None
 
 
 def postfix_format(year: int | None) -> LogFormat:
@@ -81,7 +85,7 @@ def exchange_format() -> LogFormat:
 
 def records_format(kind: str) -> LogFormat:
     """mailflow's own records, ``ndjson`` or ``csv`` (see mailflow.ingest.canonical)."""
-    return LogFormat(kind.upper(), record_parser(kind))
+    return LogFormat(kind.upper(), record_parser(kind), records=kind)
 
 
 async def ingest_postfix_files(
@@ -95,9 +99,12 @@ async def ingest_postfix_files(
 
 async def ingest_files(
     pool: asyncpg.Pool, organization: str, files: Sequence[str], log_format: LogFormat, *,
-    progress: bool, batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool, batch_size: int = DEFAULT_BATCH_SIZE, workers: int = 1,
 ) -> tuple[IngestReport, LoadResult]:
     """Load log files (read as one stream, in the order given) for an organization.
+
+    Files of records load with ``workers`` processes when that is more than one and the
+    pool was made by mailflow.store.db (see mailflow.ingest.parallel).
 
     A file that cannot be read to the end ends there: its problem is listed in
     ``report.problems`` (the caller should exit non-zero) and the next file is read.
@@ -120,14 +127,23 @@ async def ingest_files(
     try:
         with bar:
             task = bar.add_task("ingesting", total=input_size(files))
-            lines = _read_files(files, report, advance=lambda n: bar.advance(task, n))
-            facts = within_window(log_format.parse(
-                lines, policy=policy, reference_time=newest[1] if newest else None,
-                report=report,
-            ), report)
-            result = await load_facts(pool, organization_id, facts, classify=classifier.assign,
-                                      batch_size=batch_size, on_batch=committed.add,
-                                      read_ahead=True)
+            advance = partial(bar.advance, task)
+            address = database_address(pool)
+            if workers > 1 and log_format.records and address is not None:
+                result = await load_records_in_parallel(
+                    address, organization_id, files, log_format.records, report,
+                    workers=workers, batch_size=batch_size, on_batch=committed.add,
+                    advance=advance,
+                )
+            else:
+                lines = _read_files(files, report, advance=advance)
+                facts = within_window(log_format.parse(
+                    lines, policy=policy, reference_time=newest[1] if newest else None,
+                    report=report,
+                ), report)
+                result = await load_facts(pool, organization_id, facts,
+                                          classify=classifier.assign, batch_size=batch_size,
+                                          on_batch=committed.add, read_ahead=True)
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(_stopped("interrupted", committed), file=sys.stderr)
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -33,6 +34,27 @@ class DatabaseUnavailableError(MailflowError):
     code = "DATABASE_UNAVAILABLE"
 
 
+@dataclass(frozen=True)
+class DatabaseAddress:
+    """Where a pool connects and how, for another process to open connections like its own."""
+
+    dsn: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    async def connect(self) -> asyncpg.Connection:
+        """One connection as the pool's; DatabaseUnavailableError says why when it cannot."""
+        try:
+            return await asyncpg.connect(self.dsn, **self.options)
+        except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailableError(
+                f"cannot connect to the database at {redact(self.dsn)}: {error}"
+            ) from error
+
+
+# The pools open_database has open, by id(): each entry goes before its pool is closed.
+_addresses: dict[int, DatabaseAddress] = {}
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **options: Any) -> Pool:
     """An asyncpg pool on ``dsn``; DatabaseUnavailableError says why when it cannot connect."""
     try:
@@ -43,6 +65,11 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **opti
         ) from error
     assert pool is not None
     return pool
+
+
+def database_address(pool: Pool) -> DatabaseAddress | None:
+    """Where a pool of :func:`open_database` connects; None for a pool made elsewhere."""
+    return _addresses.get(id(pool))
 
 
 @contextlib.asynccontextmanager
@@ -59,12 +86,14 @@ async def open_database(
         embedded = EmbeddedPostgres(settings.data_dir, owner=server)
         dsn = embedded.start()
     try:
+        options: dict[str, Any] = {
+            "statement_cache_size": (STATEMENT_CACHE_SIZE if settings.database_statement_cache
+                                     else 0),
+            "server_settings": {"application_name": SERVER_APPLICATION if server else "mailflow"},
+        }
         pool = await create_pool(dsn, min_size=settings.pool_min_size,
-                                 max_size=settings.pool_max_size,
-                                 statement_cache_size=(STATEMENT_CACHE_SIZE if
-                                                       settings.database_statement_cache else 0),
-                                 server_settings={"application_name": (
-                                     SERVER_APPLICATION if server else "mailflow")})
+                                 max_size=settings.pool_max_size, **options)
+        _addresses[id(pool)] = DatabaseAddress(dsn, options)
         try:
             if run_migrations:
                 async with pool.acquire() as connection:
@@ -74,6 +103,7 @@ async def open_database(
         finally:
             if embedded is not None and server:
                 embedded.others_connected = await _other_sessions(pool)
+            del _addresses[id(pool)]
             await pool.close()
     finally:
         if embedded is not None:
