@@ -120,21 +120,28 @@ def child_parse(path: str) -> dict[str, Any]:
             "problems": len(problems), "seconds": seconds}
 
 
-def child_store(path: str, kind: str, organization: str, batch_size: int) -> dict[str, Any]:
-    """Read, parse and store through the normal ingest path."""
+def child_store(path: str, kind: str, organization: str, batch_size: int,
+                workers: int) -> dict[str, Any]:
+    """Read, parse and store through the normal ingest path, records with ``workers``
+    processes as ``mailflow ingest`` takes them (0: as many as it chooses)."""
+    import resource
+
+    from mailflow.ingest.parallel import worker_count
     from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE
     from mailflow.ingest.run import ingest_files, postfix_format, records_format
     from mailflow.settings import get_settings
     from mailflow.store.db import open_database
 
     log_format = postfix_format(YEAR) if kind == "postfix" else records_format("ndjson")
+    processes = worker_count(workers, [path]) if kind == "ndjson" else 1
 
     async def work() -> dict[str, Any]:
         async with open_database(get_settings()) as pool:
             started = time.perf_counter()
             report, result = await ingest_files(pool, organization, [path], log_format,
                                                 progress=False,
-                                                batch_size=batch_size or DEFAULT_BATCH_SIZE)
+                                                batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                                                workers=processes)
             seconds = time.perf_counter() - started
             async with pool.acquire() as connection:
                 stored = await connection.fetchval(
@@ -148,7 +155,12 @@ def child_store(path: str, kind: str, organization: str, batch_size: int) -> dic
                 "duplicates": result.duplicates, "stored": stored, "rolled_up": int(rolled),
                 "skipped": sum(report.skipped.values()), "seconds": seconds}
 
-    return asyncio.run(work())
+    figures = asyncio.run(work())
+    if processes > 1:
+        # The workers have ended; the largest of them, once for each: an upper bound.
+        largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB
+        figures.update(workers=processes, workers_rss_mib=round(processes * largest, 1))
+    return figures
 
 
 def run_child(env: dict[str, str], *args: str) -> dict[str, Any]:
@@ -227,7 +239,8 @@ class Database:
 
 
 def speed(directory: Path, size_mb: float, count: int, rounds: int, seed: int,
-          batch_size: int, pflogsumm: bool, database: Database) -> dict[str, Any]:
+          batch_size: int, workers: int, pflogsumm: bool,
+          database: Database) -> dict[str, Any]:
     """Alternating runs on one log and one record file; every run and the medians."""
     log_path, records_path = directory / "mail.log", directory / "records.ndjson"
     generated = write_postfix_log(log_path, int(size_mb * 1_000_000), seed)
@@ -239,11 +252,11 @@ def speed(directory: Path, size_mb: float, count: int, rounds: int, seed: int,
         if pflogsumm:
             runs["pflogsumm"].append(run_pflogsumm(log_path, generated["lines"]))
         runs["store"].append(run_child(database.env, "store", str(log_path), "postfix",
-                                       database.organization(), str(batch_size)))
+                                       database.organization(), str(batch_size), "1"))
         if written:
             runs["ndjson_store"].append(run_child(database.env, "store", str(records_path),
                                                   "ndjson", database.organization(),
-                                                  str(batch_size)))
+                                                  str(batch_size), str(workers)))
     return {"generated": generated, "records": written, "runs": runs,
             "medians": medians(runs)}
 
@@ -278,7 +291,7 @@ def memory(directory: Path, sizes_mb: list[float], seed: int, store: bool, batch
                                    "parse": run_child(os.environ.copy(), "parse", str(log_path))}
         if store and database is not None:
             figures["store"] = run_child(database.env, "store", str(log_path), "postfix",
-                                         database.organization(), str(batch_size))
+                                         database.organization(), str(batch_size), "1")
         log_path.unlink()
         measured.append(figures)
     return measured
@@ -290,8 +303,9 @@ def main() -> None:
         if kind == "parse":
             figures = child_parse(*args)
         else:
-            figures = child_store(args[0], args[1], args[2], int(args[3]))
-        print(json.dumps({**figures, "peak_rss_mib": peak_rss_mib()}))
+            figures = child_store(args[0], args[1], args[2], int(args[3]), int(args[4]))
+        peak = peak_rss_mib() + figures.get("workers_rss_mib", 0)
+        print(json.dumps({**figures, "peak_rss_mib": round(peak, 1)}))
         return
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -302,6 +316,8 @@ def main() -> None:
     speed_parser.add_argument("--records", type=int, default=1_000_000,
                               help="NDJSON records to store (0: none)")
     speed_parser.add_argument("--rounds", type=int, default=3)
+    speed_parser.add_argument("--workers", type=int, default=0,
+                              help="processes storing the records (default: mailflow's choice)")
     memory_parser = commands.add_parser("memory", help="peak memory at several input sizes")
     memory_parser.add_argument("--size-mb", type=float, action="append",
                                help="a size of generated log (repeat; default 200 and 2000)")
@@ -326,7 +342,7 @@ def main() -> None:
             if arguments.command == "speed":
                 result: Any = speed(directory, arguments.size_mb, arguments.records,
                                     arguments.rounds, arguments.seed, arguments.batch_size,
-                                    pflogsumm, database)  # type: ignore[arg-type]
+                                    arguments.workers, pflogsumm, database)  # type: ignore[arg-type]
             else:
                 result = memory(directory, arguments.size_mb or [200, 2000], arguments.seed,
                                 arguments.store, arguments.batch_size, database)

@@ -27,7 +27,7 @@ def test_a_short_ingest_benchmark_stores_every_fact_it_parses(
     database = bench.Database(tmp_path)
 
     result = bench.speed(tmp_path, size_mb=2, count=3_000, rounds=2, seed=3, batch_size=500,
-                         pflogsumm=pflogsumm, database=database)
+                         workers=2, pflogsumm=pflogsumm, database=database)
 
     generated, runs = result["generated"], result["runs"]
     assert generated["facts"] > 500
@@ -40,6 +40,8 @@ def test_a_short_ingest_benchmark_stores_every_fact_it_parses(
         assert store["duplicates"] == 0
     for ndjson in runs["ndjson_store"]:
         assert ndjson["inserted"] == ndjson["stored"] == ndjson["rolled_up"] == 3_000
+        assert ndjson["workers"] == 2
+        assert ndjson["peak_rss_mib"] > ndjson["workers_rss_mib"] > 0
     assert len(runs["pflogsumm"]) == (2 if pflogsumm else 0)
     medians = result["medians"]
     for kind in ("parse", "store", "ndjson_store"):  # two runs: the median is their mean
