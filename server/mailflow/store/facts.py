@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date
+from datetime import date
 
 import asyncpg
 
@@ -17,7 +17,9 @@ from mailflow.store.rows import (
     RollupCount,
     fact_record,
     has_repeats,
+    months_of,
     rollup_counts,
+    time_span,
 )
 from mailflow.store.sql import query
 
@@ -52,19 +54,6 @@ def require_transaction(connection: Connection, operation: str) -> None:
             f"{operation} must run inside a transaction: "
             "wrap the call in `async with connection.transaction():`"
         )
-
-
-def months_of(facts: Iterable[MessageFact]) -> set[date]:
-    """The first days of the UTC months the facts occurred in (timestamps must be aware)."""
-    months = set()
-    for fact in facts:
-        at = fact.occurred_at
-        if at.tzinfo is None:
-            continue
-        if at.tzinfo is not UTC:
-            at = at.astimezone(UTC)
-        months.add((at.year, at.month))
-    return {date(year, month, 1) for year, month in months}
 
 
 async def ensure_partitions(connection: Connection, months: Iterable[date]) -> None:
@@ -134,8 +123,7 @@ async def _insert_new(
     """Insert a copied batch of a span of time that holds no stored fact, without looking
     for each one among the stored facts, and count it here; None when it may hold a stored
     fact or a fact twice, or another ingest stored one of its facts meanwhile."""
-    earliest = min(record[1] for record in records)
-    latest = max(record[1] for record in records)
+    earliest, latest = time_span(records)
     if has_repeats(records) or await connection.fetchval(
         query("facts_stored_between"), organization_id, earliest, latest
     ):

@@ -97,6 +97,31 @@ def fact_record(organization_id: int, fact: MessageFact) -> FactRow:
     )
 
 
+def months_of(facts: Iterable[MessageFact]) -> set[date]:
+    """The first days of the UTC months the facts occurred in (timestamps must be aware)."""
+    months: set[tuple[int, int]] = set()
+    for fact in facts:
+        at = fact.occurred_at
+        if at.tzinfo is None:
+            continue
+        if at.tzinfo is not UTC:
+            at = at.astimezone(UTC)
+        months.add((at.year, at.month))
+    return {date(year, month, 1) for year, month in months}
+
+
+def time_span(rows: Sequence[FactRow]) -> tuple[datetime, datetime]:
+    """The earliest and the latest time of the rows (at least one)."""
+    earliest = latest = rows[0][1]
+    for row in rows:
+        at = row[1]
+        if at < earliest:
+            earliest = at
+        elif at > latest:
+            latest = at
+    return earliest, latest
+
+
 def has_repeats(rows: Sequence[FactRow]) -> bool:
     """Whether a key (source key and time) comes twice among the rows."""
     if len({row[2] for row in rows}) == len(rows):  # no source key twice: no key twice
