@@ -211,6 +211,13 @@ def test_json_nested_too_deeply_is_refused_by_name(tmp_path: Path) -> None:
         (report_json(date_range={"start-datetime": "2025-03-02T00:00:00Z",
                                  "end-datetime": "2025-03-01T00:00:00Z"}),
          "date-range: end-datetime 2025-03-01T00:00:00+00:00 is before start-datetime"),
+        (report_json(date_range={"start-datetime": "0001-01-01T00:00:00Z",
+                                 "end-datetime": "2025-03-01T00:00:00Z"}),
+         'date-range.start-datetime: "0001-01-01T00:00:00Z" is outside the accepted range of '
+         "times, from 1990-01-01T00:00:00Z to 7 days after now"),
+        (report_json(date_range={"start-datetime": "2025-03-01T00:00:00Z",
+                                 "end-datetime": "9999-12-31T23:59:59Z"}),
+         'date-range.end-datetime: "9999-12-31T23:59:59Z" is outside the accepted range'),
         (report_json(organization_name=None), "organization-name: missing; expected a string"),
         (report_json(policies={}), "policies: {} is not a list; expected a list of JSON objects"),
         (report_json(policies=[[]]), "policies[0]: [] is not a JSON object"),

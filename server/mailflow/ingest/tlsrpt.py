@@ -32,6 +32,7 @@ from mailflow.domain import TlsFailureDetail, TlsPolicy, TlsPolicyType, TlsRepor
 from mailflow.errors import MailflowError
 from mailflow.ingest.report import plural
 from mailflow.ingest.sources import GZIP_MAGIC, STDIN, display_name
+from mailflow.ingest.window import accepted_range, in_window
 from mailflow.store.isolation import owner_transaction
 from mailflow.store.organizations import ensure_organization
 from mailflow.store.tls_reports import store_tls_report
@@ -223,6 +224,9 @@ class _Fields:
             raise _FieldError(f"{self.at(key)}: {_shown(text)} is not {what}") from None
         if moment.tzinfo is None:
             raise _FieldError(f"{self.at(key)}: {_shown(text)} has no time zone; expected {what}")
+        if not in_window(moment):
+            raise _FieldError(f"{self.at(key)}: {_shown(text)} is outside the accepted range of "
+                              f"times, {accepted_range()}")
         return moment
 
     def strings(self, *keys: str) -> tuple[str, ...]:
