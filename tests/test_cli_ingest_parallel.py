@@ -128,6 +128,7 @@ async def test_records_loaded_by_workers_are_counted_rejected_and_stored_as_by_o
         "",
         *(record(n) for n in range(13, 30)),
         record(30, colour="blue"),
+        record(33, tls_cipher="x" * 70_000),
         record(31, occurred_at="1970-01-01T00:00:00Z"),
     ))
     second = tmp_path / "second.ndjson.gz"
@@ -139,10 +140,12 @@ async def test_records_loaded_by_workers_are_counted_rejected_and_stored_as_by_o
 
     summary = await assert_loaded_alike(env, database_url, "ndjson", [first, second])
 
-    assert "5 records rejected:" in summary
+    assert "6 records rejected:" in summary
     assert "first.ndjson, line 13: not JSON" in summary
     assert "first.ndjson, line 14: direction 'SIDEWAYS'" in summary
     assert "first.ndjson, line 33: unknown field 'colour'" in summary
+    assert "first.ndjson, line 34: the line is longer than 65536 characters" in summary
+    assert "first.ndjson, line 35: occurred_at '1970-01-01T00:00:00Z' is outside" in summary
     assert "second.ndjson.gz, line 23: recipients" in summary
     assert ": 50 new, 1 already loaded;" in summary
     _, facts = await stored(database_url, "workers")
@@ -168,6 +171,20 @@ async def test_csv_records_below_the_header_of_their_file_load_with_workers_as_a
     assert "line under a bad CSV header: 25" in summary
     _, facts = await stored(database_url, "workers")
     assert len(facts) == 24
+
+
+async def test_a_csv_line_too_long_is_rejected_by_number_and_the_header_after_it_read(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    records = tmp_path / "long.csv"
+    records.write_text("x" * 70_000 + "\nsource_key,occurred_at,direction\n"
+                       + "".join(f"k{n},2026-03-01T10:00:00Z,INBOUND\n" for n in range(9)))
+
+    summary = await assert_loaded_alike(env, database_url, "csv", [records])
+
+    assert "long.csv, line 1: the line is longer than 65536 characters" in summary
+    _, facts = await stored(database_url, "workers")
+    assert len(facts) == 9
 
 
 async def test_a_load_by_workers_killed_midway_leaves_no_worker_and_loads_alike_when_run_again(

@@ -51,6 +51,7 @@ from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.classify import parse_address
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.report import IngestReport
+from mailflow.ingest.sources import LONG_LINE, MAX_LINE_LENGTH
 from mailflow.ingest.window import accepted_range, in_window
 from mailflow.store.organizations import HOST_NAME
 from mailflow.store.rows import MAX_RECIPIENTS, MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
@@ -125,6 +126,8 @@ class RecordReader:
     def read(self, number: int, line: str) -> MessageFact | None:
         if self.bad_header:
             raise UnderBadHeader("the CSV header was rejected")
+        if line == LONG_LINE:
+            raise RejectedRecord(f"the line is longer than {MAX_LINE_LENGTH} characters")
         if number == 1:
             line = line.removeprefix(BYTE_ORDER_MARK)
         if not line.strip():

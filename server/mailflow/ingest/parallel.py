@@ -35,7 +35,7 @@ from mailflow.ingest.canonical import (
 from mailflow.ingest.classify import Classifier, load_classifier
 from mailflow.ingest.pipeline import LoadResult, load_batch
 from mailflow.ingest.report import IngestReport
-from mailflow.ingest.sources import LINE_TOO_LONG, STDIN, display_name, input_size, read_log
+from mailflow.ingest.sources import LONG_LINE, STDIN, display_name, input_size, read_log
 from mailflow.ingest.window import within_window
 from mailflow.store.db import DatabaseAddress
 from mailflow.store.facts import StoreResult
@@ -137,23 +137,19 @@ def _chunks(
     files: Sequence[str], kind: str, report: IngestReport, size: int,
     advance: Callable[[int], None],
 ) -> Iterator[Chunk]:
-    """The lines of each file in turn, in chunks of ``size``; reading problems and lines too
-    long to read are counted in ``report`` here."""
-    def long_line() -> None:
-        report.lines += 1
-        report.skip(LINE_TOO_LONG)
-
+    """The lines of each file in turn, in chunks of ``size``, LONG_LINE for each line too
+    long to read; reading problems are noted in ``report`` here."""
     for file, name in enumerate(files, 1):
         report.current_file = display_name(name)
         report.files_started += 1
         header: str | None = None
         chunk = Chunk(file, 1, None, [])
         lines = read_log(name, on_problem=report.problems.append, advance=advance,
-                         on_long_line=long_line)
+                         mark_long_lines=True)
         for number, line in enumerate(lines, 1):
             if kind == "csv" and header is None:
                 text = line.removeprefix(BYTE_ORDER_MARK) if number == 1 else line
-                if text.strip():  # the first line that is not blank names the columns
+                if text.strip() and line != LONG_LINE:  # the first record line names the columns
                     header = text
             chunk.lines.append(line)
             if len(chunk.lines) == size:

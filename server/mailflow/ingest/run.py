@@ -136,7 +136,8 @@ async def ingest_files(
                     advance=advance,
                 )
             else:
-                lines = _read_files(files, report, advance=advance)
+                lines = _read_files(files, report, advance=advance,
+                                    records=log_format.records is not None)
                 facts = within_window(log_format.parse(
                     lines, policy=policy, reference_time=newest[1] if newest else None,
                     report=report,
@@ -163,11 +164,13 @@ async def ingest_files(
 
 
 def _read_files(
-    files: Sequence[str], report: IngestReport, advance: Callable[[int], None]
+    files: Sequence[str], report: IngestReport, advance: Callable[[int], None], *,
+    records: bool = False,
 ) -> Iterator[str]:
     """The lines of each file in turn, noting reading problems and files of no known log.
 
-    A line too long to read is counted here: the parser never sees it.
+    A line too long to read is counted here: the parser never sees it, unless it reads
+    ``records``, which it rejects by line number (it gets LONG_LINE for each).
     """
     def long_line() -> None:
         report.lines += 1
@@ -178,7 +181,8 @@ def _read_files(
         report.files_started += 1
         recognized = report.recognized_lines
         lines = yield from read_log(
-            name, on_problem=report.problems.append, advance=advance, on_long_line=long_line
+            name, on_problem=report.problems.append, advance=advance,
+            on_long_line=None if records else long_line, mark_long_lines=records,
         )
         # The parser has read the file's last line before asking for the next one.
         if lines and report.recognized_lines == recognized:

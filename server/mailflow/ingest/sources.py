@@ -22,6 +22,9 @@ STDIN = "-"
 # Postfix's own lines are far shorter (syslog messages are cut at a few KiB).
 MAX_LINE_LENGTH = 64 * 1024  # characters, not counting the newline and NULs
 LINE_TOO_LONG = "line longer than 65536 characters"
+# What read_log yields for a line too long when asked to mark them: NULs are dropped from
+# every line read, so no line of a file is this.
+LONG_LINE = "\0"
 _READ_SIZE = MAX_LINE_LENGTH + 1  # a line and its newline
 
 
@@ -59,6 +62,7 @@ def read_log(
     on_problem: Callable[[str], None],
     advance: Callable[[int], None] | None = None,
     on_long_line: Callable[[], None] | None = None,
+    mark_long_lines: bool = False,
 ) -> Generator[str, None, int]:
     """Lines of one file, gzip detected by its magic bytes, '-' stdin; returns how many.
 
@@ -72,7 +76,8 @@ def read_log(
     Newlines are universal (``\\r\\n`` and ``\\r`` end a line too, and become ``\\n``).
     NUL characters are dropped, and a line left empty by that at the end of the file is
     no line. A line longer than ``MAX_LINE_LENGTH`` is read past, not yielded: it counts
-    among the lines returned and ``on_long_line`` is told of it.
+    among the lines returned and ``on_long_line`` is told of it; with ``mark_long_lines``,
+    LONG_LINE is yielded in its place, so that the lines after it keep their numbers.
     """
     try:
         raw = _open_binary(name)
@@ -95,6 +100,8 @@ def read_log(
                     count += 1
                     if on_long_line is not None:
                         on_long_line()
+                    if mark_long_lines:
+                        yield LONG_LINE
                     continue
                 if not whole:
                     continue
