@@ -92,7 +92,8 @@ async def test_every_command_works_for_an_owner_held_to_row_security(
 
     succeeded(mailflow(owner_database, "migrate"))
     succeeded(mailflow(owner_database, "org", "apply", str(organization_file)))
-    succeeded(mailflow(owner_database, "ingest", "ndjson", "--org", "acme", str(records)))
+    succeeded(mailflow(owner_database, "ingest", "ndjson", "--org", "acme", "--workers", "2",
+                       str(records)))
     succeeded(mailflow(owner_database, "ingest", "tlsrpt", "--org", "acme", str(TLS_REPORT)))
     token = succeeded(mailflow(owner_database, "token", "create", "--org", "acme")).strip()
     spare = succeeded(mailflow(owner_database, "token", "create", "--org", "acme")).strip()
