@@ -130,7 +130,7 @@ class RecordReader:
             raise RejectedRecord(f"the line is longer than {MAX_LINE_LENGTH} characters")
         if number == 1:
             line = line.removeprefix(BYTE_ORDER_MARK)
-        if not line.strip():
+        if not line or line.isspace():  # blank; isspace stops at the first other character
             return None
         if self.kind == "ndjson":
             return fact_from_record(_json_object(line))
@@ -205,7 +205,7 @@ def record_parser(kind: str) -> Callable[..., Iterator[MessageFact]]:
 
 def fact_from_record(record: dict[str, Any]) -> MessageFact:
     """The message fact a record describes; RejectedRecord naming the first bad field."""
-    if not _FIELD_SET.issuperset(record):
+    if not record.keys() <= _FIELD_SET:
         unknown = [name for name in record if name not in _FIELD_SET]
         raise RejectedRecord(
             f"unknown field {unknown[0][:60]!r}; the fields of format version "
@@ -342,6 +342,8 @@ def _tls_version(record: dict[str, Any]) -> TlsVersion:
     value = record.get("tls_version")
     if value is None:
         return TlsVersion.UNKNOWN
+    if type(value) is str and (version := _TLS_SPELLINGS.get(value)) is not None:
+        return version  # the common case: spelled as the member is
     version = _TLS_SPELLINGS.get(value.upper()) if isinstance(value, str) else None
     if version is None:
         raise RejectedRecord(
@@ -357,6 +359,8 @@ def _choice(
     value = record.get(name)
     if value is None:
         return default
+    if type(value) is str and (member := members.get(value)) is not None:
+        return member  # the common case: spelled as the member is
     member = members.get(value.upper()) if isinstance(value, str) else None
     if member is None:
         raise RejectedRecord(f"{name} {_shown(value)} is not one of {', '.join(members)}")
@@ -413,6 +417,8 @@ def _domains(record: dict[str, Any]) -> tuple[str, ...]:
             f"recipient_domains is a list of domain names such as [\"example.com\"] (in CSV, "
             f"separated by spaces), not {_shown(value)}"
         )
+    if len(value) == 1:
+        return (_domain("recipient_domains", value[0]),)
     if len(value) > MAX_RECIPIENT_DOMAINS:
         raise RejectedRecord(
             f"recipient_domains lists {len(value)} domains; list at most {MAX_RECIPIENT_DOMAINS}"
@@ -424,9 +430,14 @@ def _address(record: dict[str, Any]) -> str | None:
     value = _text(record, "peer_ip")
     if value is None:
         return None
-    if parse_address(value) is None:
+    if not _is_address(value):
         raise RejectedRecord(f"peer_ip {value[:60]!r} is not an IPv4 or IPv6 address")
     return value
+
+
+@functools.lru_cache(maxsize=1 << 14)  # peers repeat from record to record
+def _is_address(value: str) -> bool:
+    return parse_address(value) is not None
 
 
 def _count(record: dict[str, Any], name: str, *, default: int, maximum: int) -> int:
