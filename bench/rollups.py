@@ -22,7 +22,7 @@ when it is unset) unless ``--skip-load`` (then ``--organizations``, ``--days``, 
   over daily rollups, as the service role) and computes the same figure from the facts
   (a ``GROUP BY`` over the facts of those days), checks that both agree, and times each
   ``--repeat`` times (medians, after one unmeasured warm-up), for this organization and the
-  largest.
+  largest: as the client sees it, and PostgreSQL's own execution time (EXPLAIN ANALYZE).
 
 Figures and ratios are printed as JSON, with the load average before and after.
 """
@@ -53,6 +53,7 @@ from mailflow.reports.ranges import DateRange
 from mailflow.rollups.refresh import add_to_rollups, rebuild_rollups, refresh_rollups
 from mailflow.store.facts import ensure_partitions, months_of, store_facts
 from mailflow.store.isolation import organization_transaction, owner_transaction
+from mailflow.store.sql import query
 
 REPORT_DAYS = 90
 # The same figure as a 90-day tlsBreakdown, counted over the facts instead of the rollups.
@@ -174,12 +175,33 @@ async def compare_breakdowns(
                     for _ in range(repeat)
                 ]
             figures[f"{source}_ms"] = round(statistics.median(seconds) * 1000, 3)
+            figures[f"{source}_server_ms"] = await server_milliseconds(
+                connection, organization_id, window, source, repeat)
     if answers["rollups"] != answers["facts"]:
         raise SystemExit(f"the breakdown from rollups {answers['rollups']} differs from the one "
                          f"from facts {answers['facts']}")
     figures["messages"] = answers["facts"].total
     figures["ratio"] = round(figures["facts_ms"] / figures["rollups_ms"], 1)
+    figures["server_ratio"] = round(figures["facts_server_ms"] / figures["rollups_server_ms"], 1)
     return figures
+
+
+async def server_milliseconds(
+    connection: Any, organization_id: int, window: DateRange, source: str, repeat: int
+) -> float:
+    """The median time PostgreSQL itself took for the statement (EXPLAIN ANALYZE's execution
+    time), which a busy machine's scheduling between client and server does not add to."""
+    statement, arguments = (
+        (query("report_organization_daily_totals"), (window.start, window.end, None))
+        if source == "rollups" else (FACTS_BY_DAY_AND_TLS, (window.start, window.end))
+    )
+    times = []
+    async with organization_transaction(connection, organization_id):
+        for _ in range(repeat):
+            plan = await connection.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}",
+                                             organization_id, *arguments)
+            times.append(json.loads(plan)[0]["Execution Time"])
+    return round(statistics.median(times), 3)
 
 
 async def measure(

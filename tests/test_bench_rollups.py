@@ -31,6 +31,8 @@ async def test_a_short_rollup_benchmark_agrees_with_its_facts(pool: asyncpg.Pool
         assert 0 < figure["messages"] < figure["facts_of_organization"] + one_day["facts"]
         assert figure["rollups_ms"] > 0
         assert figure["facts_ms"] > 0
+        assert figure["rollups_server_ms"] > 0
+        assert figure["facts_server_ms"] > 0
     assert figures["full_recompute_seconds"] > 0
     # The day loaded last is counted in the rollups: 9,000 facts and that day's.
     rolled_up = await pool.fetchval("SELECT sum(messages) FROM daily_rollups")
