@@ -41,7 +41,10 @@ ingest_app = typer.Typer(help="Load mail server logs into message facts and dail
                          no_args_is_help=True)
 app.add_typer(org_app, name="org")
 app.add_typer(token_app, name="token")
+partitions_app = typer.Typer(help="Message fact partitions and retention, for a scheduler.",
+                             no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(partitions_app, name="partitions")
 
 log = logging.getLogger("mailflow.cli")
 
@@ -463,6 +466,41 @@ def _utc_day(option: str, text: str) -> date:
 def _usage_error(message: str) -> NoReturn:
     typer.echo(f"mailflow: error: {message}", err=True)
     raise typer.Exit(2)
+
+
+@partitions_app.command("maintain")
+def partitions_maintain(
+    months_ahead: Annotated[int, typer.Option(
+        min=0, max=120, help="Months after this one whose fact partitions to create.")] = 3,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only list what would be created, dropped and removed.")] = False,
+) -> None:
+    """Create fact partitions ahead, drop those older than MAILFLOW_FACT_RETENTION_DAYS, and
+    remove rollups older than MAILFLOW_ROLLUP_RETENTION_DAYS; running it again changes nothing."""
+    from mailflow.rollups.retention import maintain
+    from mailflow.store.partitions import partition_name
+
+    settings = get_settings()
+
+    async def work(pool: Any) -> None:
+        async with pool.acquire() as connection:
+            result = await maintain(
+                connection, today=datetime.now(UTC).date(), months_ahead=months_ahead,
+                fact_retention_days=settings.fact_retention_days,
+                rollup_retention_days=settings.rollup_retention_days, dry_run=dry_run)
+        would = "would " if dry_run else ""
+        typer.echo(f"keeping facts since {result.keep_facts_since} and rollups since "
+                   f"{result.keep_rollups_since} (UTC)")
+        for month in result.created:
+            typer.echo(f"{would}create {partition_name(month)}")
+        for month in result.dropped:
+            typer.echo(f"{would}drop {partition_name(month)} (facts of {month:%Y-%m})")
+        for organization, rows in sorted(result.rollups_removed.items()):
+            typer.echo(f"{would}remove {rows} rollup row(s) of organization {organization}")
+        if not (result.created or result.dropped or result.rollups_removed):
+            typer.echo("nothing to do")
+
+    _run(lambda: _with_database(work))
 
 
 @app.command()

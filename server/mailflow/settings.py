@@ -86,6 +86,16 @@ class Settings(BaseSettings):
     pool_min_size: int = Field(default=1, ge=0, description="Connections the pool keeps open.")
     pool_max_size: int = Field(default=10, ge=1, description="Most connections the pool opens.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    # Retention, applied by `mailflow partitions maintain`: facts go by whole months once the
+    # month is older than the fact retention; rollups, kept at least as long, go by day.
+    fact_retention_days: int = Field(
+        default=400, ge=1, le=36_500,
+        description="Days of message facts kept (whole monthly partitions are dropped).",
+    )
+    rollup_retention_days: int = Field(
+        default=1_100, ge=1, le=36_500,
+        description="Days of daily rollups kept; at least the fact retention.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -154,6 +164,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MAILFLOW_POOL_MIN_SIZE ({self.pool_min_size}) is larger than "
                 f"MAILFLOW_POOL_MAX_SIZE ({self.pool_max_size})"
+            )
+        if self.rollup_retention_days < self.fact_retention_days:
+            raise ValueError(
+                f"MAILFLOW_ROLLUP_RETENTION_DAYS ({self.rollup_retention_days}) is shorter than "
+                f"MAILFLOW_FACT_RETENTION_DAYS ({self.fact_retention_days}): rollups must be kept "
+                "at least as long as the facts they count"
             )
         return self
 

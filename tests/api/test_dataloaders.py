@@ -67,15 +67,23 @@ async def counted_client(
         await pool.close()
 
 
-async def seed_connectors(seed: Seed, organization_id: int, count: int) -> None:
+async def seed_connectors(
+    seed: Seed, organization_id: int, count: int, first_day: date = date(2025, 1, 1)
+) -> None:
+    """``count`` outbound connectors, each with mail of three TLS versions on 7 days."""
+    rows = []
     for number in range(count):
-        connector_id = await seed.connector(organization_id, f"Connector {number:02d}",
+        connector_id = await seed.connector(organization_id, f"Connector {number:03d}",
                                             Direction.OUTBOUND)
         for offset in range(7):
-            day = date(2025, 1, 1) + timedelta(days=offset)
+            day = first_day + timedelta(days=offset)
             for version in (TlsVersion.NONE, TlsVersion.TLS1_0, TlsVersion.TLS1_3):
-                await seed.rollup(organization_id, day, version, number + offset + 1,
-                                  connector_id=connector_id, direction=Direction.OUTBOUND)
+                messages = number + offset + 1
+                rows.append((organization_id, day, Direction.OUTBOUND.value, connector_id,
+                             version.value, messages, messages, messages * 1000))
+    await seed.pool.executemany(
+        "INSERT INTO daily_rollups (organization_id, day, direction, connector_id, tls_version, "
+        "messages, recipients, bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", rows)
 
 
 async def statements_for_every_connector_report(
@@ -109,7 +117,7 @@ async def test_reports_of_n_connectors_cost_the_same_few_statements_for_any_n(
     print(f"\nfirst request on a new connection: {len(first_use)} SQL statements")
 
     counts = {}
-    for connectors in (1, 10, 50):
+    for connectors in (1, 10, 100):
         statements = await statements_for_every_connector_report(
             seed, counted_client, statement_log, connectors
         )
@@ -120,10 +128,62 @@ async def test_reports_of_n_connectors_cost_the_same_few_statements_for_any_n(
 
         assert not any("message_facts" in statement for statement in statements)
 
-    assert counts[1] == counts[10] == counts[50]
+    assert counts[1] == counts[10] == counts[100]
     # The request's transaction (BEGIN, the service role, its organization, COMMIT),
     # authentication, the connectors, their rollups, and the pool's reset on release.
     assert counts[1] <= 8
+
+
+# The README's dashboard, over its default ranges (the last 7 days).
+DASHBOARD = """query Dashboard {
+  mailFlow(direction: INBOUND) { date messages byTls { version messages } }
+  tlsBreakdown { total versions { version messages percent } }
+  insights { kind value threshold connector { name } }
+  connectors { name direction kind tlsBreakdown { total } }
+}"""
+
+
+async def statements_for_the_dashboard(
+    seed: Seed, counted_client: httpx.AsyncClient, statement_log: StatementLog, connectors: int
+) -> list[str]:
+    organization_id = await seed.organization()
+    await seed_connectors(seed, organization_id, connectors,
+                          first_day=datetime.now(UTC).date() - timedelta(days=6))
+    token = await seed.token(organization_id)
+
+    statement_log.statements.clear()
+    response = await counted_client.post(
+        "/graphql", json={"query": DASHBOARD}, headers={"Authorization": f"Bearer {token}"})
+
+    data = response.json()["data"]
+    assert len(data["connectors"]) == connectors
+    assert all(connector["tlsBreakdown"]["total"] > 0 for connector in data["connectors"])
+    # Every connector sends a third of its mail without TLS and a third with TLS 1.0.
+    assert {insight["connector"]["name"] for insight in data["insights"]} == {
+        connector["name"] for connector in data["connectors"]}
+    return list(statement_log.statements)
+
+
+async def test_the_dashboard_costs_the_same_statements_for_1_10_and_100_connectors(
+    seed: Seed, counted_client: httpx.AsyncClient, statement_log: StatementLog
+) -> None:
+    await statements_for_the_dashboard(seed, counted_client, statement_log, 1)
+
+    counts = {}
+    for connectors in (1, 10, 100):
+        statements = await statements_for_the_dashboard(seed, counted_client, statement_log,
+                                                        connectors)
+        counts[connectors] = len(statements)
+        print(f"dashboard, {connectors} connectors: {len(statements)} SQL statements")
+        for statement in statements:
+            print("   ", statement.strip().splitlines()[0][:100])
+        assert not any("message_facts" in statement for statement in statements)
+
+    assert counts[1] == counts[10] == counts[100]
+    # The request's transaction (four statements), authentication, the organization's mail by
+    # day for mailFlow (inbound) and for tlsBreakdown (all), the connectors, their rollups (for
+    # their breakdowns and the insights at once), and the pool's reset.
+    assert counts[1] <= 10
 
 
 TLS_REPORTS = """{

@@ -16,7 +16,7 @@ async def test_a_database_failure_is_an_internal_error_that_reveals_nothing(
     api: Api, seed: Seed, organization_id: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     await seed.rollup(organization_id, date(2025, 1, 1), TlsVersion.NONE, 1)
-    await seed.pool.execute("DROP TABLE daily_rollups")
+    await seed.pool.execute("DROP TABLE daily_organization_rollups")  # what mailFlow reads
 
     with caplog.at_level(logging.ERROR, logger="mailflow.api"):
         response = await api.post('{ mailFlow(start: "2025-01-01", end: "2025-01-01") { date } }')
@@ -35,7 +35,7 @@ async def test_a_database_failure_is_an_internal_error_that_reveals_nothing(
     (record,) = [r for r in caplog.records if r.name == "mailflow.api"]
     assert request_id in record.getMessage()
     assert record.exc_info is not None
-    assert "daily_rollups" in str(record.exc_info[1])
+    assert "daily_organization_rollups" in str(record.exc_info[1])
 
 
 async def test_a_failure_before_the_query_runs_is_an_internal_error_with_status_500(

@@ -182,18 +182,19 @@ async def test_a_query_whose_connection_is_lost_midway_is_503_and_the_next_is_an
     # The rollups, read through a view whose reading ends the session that reads it: the
     # request authenticates, then loses its connection inside the report's query.
     await outage_pool.execute("""
-        ALTER TABLE daily_rollups RENAME TO daily_rollups_kept;
+        ALTER TABLE daily_organization_rollups RENAME TO daily_organization_rollups_kept;
         CREATE FUNCTION lose_connection() RETURNS boolean LANGUAGE sql SECURITY DEFINER
             AS 'SELECT pg_terminate_backend(pg_backend_pid())';
-        CREATE VIEW daily_rollups AS SELECT * FROM daily_rollups_kept WHERE lose_connection();
-        GRANT SELECT ON daily_rollups TO mailflow_app;  -- the role requests run as
+        CREATE VIEW daily_organization_rollups AS
+            SELECT * FROM daily_organization_rollups_kept WHERE lose_connection();
+        GRANT SELECT ON daily_organization_rollups TO mailflow_app;  -- the role requests run as
     """)
 
     with caplog.at_level("WARNING", logger="mailflow.api"):
         lost = await outage_client.post("/graphql", json={"query": QUERY}, headers=headers)
     await outage_pool.execute("""
-        DROP VIEW daily_rollups;
-        ALTER TABLE daily_rollups_kept RENAME TO daily_rollups;
+        DROP VIEW daily_organization_rollups;
+        ALTER TABLE daily_organization_rollups_kept RENAME TO daily_organization_rollups;
     """)
     after = await outage_client.post("/graphql", json={"query": QUERY}, headers=headers)
 

@@ -13,7 +13,7 @@ from mailflow.store.sql import query
 EXPECTED_TABLES = {
     "organizations", "accepted_domains", "internal_networks", "connectors",
     "message_facts", "daily_rollups", "api_tokens", "follow_positions", "schema_migrations",
-    "tls_reports", "tls_report_policies", "tls_report_failures",
+    "tls_reports", "tls_report_policies", "tls_report_failures", "daily_organization_rollups",
 }
 
 

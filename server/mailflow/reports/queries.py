@@ -47,11 +47,19 @@ async def fetch_daily_totals(
 ) -> list[DailyTotal]:
     """The organization's mail per day and TLS version in ``window`` that ``flow_filter`` keeps."""
     direction = flow_filter.direction.value if flow_filter.direction else None
-    rows = await connection.fetch(
-        query("report_daily_totals"),
-        organization_id, window.start, window.end,
-        direction, flow_filter.connector_id, flow_filter.no_connector,
-    )
+    if flow_filter.connector_id is None and not flow_filter.no_connector:
+        # All the organization's mail: its organization rollups, a row per day, direction and
+        # TLS version, instead of one per connector too.
+        rows = await connection.fetch(
+            query("report_organization_daily_totals"),
+            organization_id, window.start, window.end, direction,
+        )
+    else:
+        rows = await connection.fetch(
+            query("report_daily_totals"),
+            organization_id, window.start, window.end,
+            direction, flow_filter.connector_id, flow_filter.no_connector,
+        )
     return [_daily_total(row) for row in rows]
 
 

@@ -1,0 +1,4 @@
+-- Remove the daily rollups of organization $1 on UTC days before $2.
+DELETE FROM daily_rollups
+WHERE organization_id = $1
+    AND day < $2::date
