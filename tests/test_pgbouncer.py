@@ -235,6 +235,11 @@ def statements(text: str) -> list[str]:
     return [statement for statement in text.split(";") if statement.strip()]
 
 
+# The one session that LISTENs for live updates is opened on its own, on MAILFLOW_LISTEN_URL
+# (a direct connection), never taken from the pool.
+OWN_SESSIONS = {("server/mailflow/rollups/changes.py", "LISTEN")}
+
+
 def test_no_sql_of_mailflow_relies_on_session_state() -> None:
     found = []
     sources = [*sorted((REPO / "sql").rglob("*.sql")),
@@ -243,7 +248,8 @@ def test_no_sql_of_mailflow_relies_on_session_state() -> None:
         text = path.read_text(encoding="utf-8")
         for statement in statements(text) if path.suffix == ".sql" else [text]:
             found += [f"{path.relative_to(REPO)}: {what}"
-                      for what, pattern in SESSION_STATE.items() if pattern.search(statement)]
+                      for what, pattern in SESSION_STATE.items() if pattern.search(statement)
+                      and (str(path.relative_to(REPO)), what) not in OWN_SESSIONS]
 
     assert found == []
 

@@ -1,4 +1,4 @@
-"""Subscriptions over a real WebSocket: pushed after an ingest commits, to its organization alone."""
+"""Subscriptions over a real WebSocket: pushed after a commit, to its organization alone."""
 
 from __future__ import annotations
 
@@ -240,11 +240,15 @@ async def close_code(address: str, payload: dict[str, Any] | None, *messages: An
         for message in messages:
             await socket_.send(json.dumps(message))
         with pytest.raises(ConnectionClosed) as closed:
-            async with asyncio.timeout(PUSH_SECONDS):
-                while True:
-                    await socket_.recv()
+            await read_until_closed(socket_)
     assert closed.value.rcvd is not None
     return closed.value.rcvd.code
+
+
+async def read_until_closed(socket_: ClientConnection) -> None:
+    async with asyncio.timeout(PUSH_SECONDS):
+        while True:
+            await socket_.recv()
 
 
 async def test_a_connection_without_a_valid_reader_token_is_closed_with_4403(
