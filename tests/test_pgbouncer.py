@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from websockets.sync.client import connect as connect_websocket
+from websockets.typing import Subprotocol
 
 from mailflow.settings import Settings
 from mailflow.store.db import open_database
@@ -196,6 +198,39 @@ def test_the_server_behind_pgbouncer_ingests_and_answers_as_when_connected_direc
             for connector in data["connectors"]} == {"Fabrikam": 400, "Relay": 400}
     assert {(insight["kind"], insight["connector"]["name"]) for insight in data["insights"]} == {
         ("NO_TLS_OVER_THRESHOLD", "Fabrikam"), ("NO_TLS_OVER_THRESHOLD", "Relay")}
+
+
+def test_behind_pgbouncer_a_subscription_hears_an_ingest_on_the_direct_listen_url(
+    pgbouncer: PgBouncer, database_url: str, tmp_path: Path
+) -> None:
+    database = urlsplit(database_url).path.removeprefix("/")
+    pooled = {**os.environ, "DATABASE_URL": pgbouncer.dsn(database),
+              "MAILFLOW_DATABASE_STATEMENT_CACHE": "false", "MAILFLOW_LISTEN_URL": database_url}
+    (tmp_path / "acme.yaml").write_text(ORGANIZATION)
+    mailflow(pooled, "org", "apply", str(tmp_path / "acme.yaml"))
+    ingest_token = mailflow(pooled, "token", "create", "--org", "acme", "--role", "ingest").strip()
+    viewer_token = mailflow(pooled, "token", "create", "--org", "acme").strip()
+    first, last = START.date(), START.date() + timedelta(days=1)
+    subscription = (f'subscription {{ mailFlowUpdates(start: "{first}", end: "{last}") '
+                    "{ points { date messages } } }")
+
+    with serving(pooled) as url, connect_websocket(
+            url.replace("http://", "ws://", 1), subprotocols=[Subprotocol("graphql-transport-ws")],
+    ) as socket_:
+        socket_.send(json.dumps({"type": "connection_init",
+                                 "payload": {"Authorization": f"Bearer {viewer_token}"}}))
+        assert json.loads(socket_.recv(timeout=10)) == {"type": "connection_ack"}
+        socket_.send(json.dumps({"id": "1", "type": "subscribe",
+                                 "payload": {"query": subscription}}))
+        answer = json.loads(socket_.recv(timeout=10))
+        push(url, ingest_token, range(40))
+        pushed = json.loads(socket_.recv(timeout=10))
+
+    def messages(message: dict[str, Any]) -> int:
+        points = message["payload"]["data"]["mailFlowUpdates"]["points"]
+        return sum(point["messages"] for point in points)
+
+    assert (messages(answer), messages(pushed)) == (0, 40)
 
 
 async def test_without_the_statement_cache_no_session_keeps_a_prepared_statement(

@@ -15,7 +15,8 @@ import httpx
 import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
 
 from mailflow.api.app import create_app
 from mailflow.domain import Direction
@@ -358,3 +359,37 @@ async def test_a_dropped_listen_connection_is_opened_again_and_pushes_resume(
         pushed = await receive(socket_)
 
     assert points(pushed)[0]["messages"] == 2
+
+
+async def test_a_page_on_an_origin_the_settings_do_not_allow_cannot_open_the_socket(
+    service_pool: asyncpg.Pool, changes: RollupChanges, seed: Seed, organization_id: int
+) -> None:
+    token = await seed.token(organization_id)
+    settings = Settings(rate_limit="off", cors_origins="https://portal.example.com")
+
+    async with serving(service_pool, settings, changes) as address:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"ws://{address}/graphql", subprotocols=[PROTOCOL],
+                          origin=Origin("https://elsewhere.example"))
+        async with connect(f"ws://{address}/graphql", subprotocols=[PROTOCOL],
+                           origin=Origin("https://portal.example.com")) as socket_:
+            await socket_.send(json.dumps({"type": "connection_init",
+                                           "payload": {"Authorization": f"Bearer {token}"}}))
+            assert await receive(socket_) == {"type": "connection_ack"}
+
+    assert refused.value.response.status_code == 403
+
+
+async def test_a_handshake_over_the_rate_limit_is_answered_429(
+    service_pool: asyncpg.Pool, changes: RollupChanges
+) -> None:
+    settings = Settings(rate_limit="1/minute")
+
+    async with serving(service_pool, settings, changes) as address:
+        async with connect(f"ws://{address}/graphql", subprotocols=[PROTOCOL]):
+            pass
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"ws://{address}/graphql", subprotocols=[PROTOCOL])
+
+    assert refused.value.response.status_code == 429
+    assert refused.value.response.headers["Retry-After"]
