@@ -393,3 +393,18 @@ async def test_a_handshake_over_the_rate_limit_is_answered_429(
 
     assert refused.value.response.status_code == 429
     assert refused.value.response.headers["Retry-After"]
+
+
+async def test_a_connection_that_cannot_reach_the_database_is_closed_with_try_again_later(
+    settings: Settings, changes: RollupChanges, unused_tcp_port: int
+) -> None:
+    unreachable = await asyncpg.create_pool(f"postgresql://nobody@127.0.0.1:{unused_tcp_port}/x",
+                                            min_size=0)
+    assert unreachable is not None
+    try:
+        async with serving(unreachable, settings, changes) as address:
+            code = await close_code(address, {"Authorization": "Bearer mf_1_x"})
+    finally:
+        await unreachable.close()
+
+    assert code == 1013

@@ -28,20 +28,27 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
-from mailflow.api.auth import grant_of_header, require_reader
+from mailflow.api.auth import (
+    ForbiddenError,
+    UnauthenticatedError,
+    grant_of_header,
+    require_reader,
+)
 from mailflow.api.context import Push, RequestContext, SubscriptionContext, TransportError
-from mailflow.api.errors import error_body, escaped_error
+from mailflow.api.errors import error_body, escaped_error, log_unavailable
 from mailflow.api.ratelimit import RATE_LIMITED, RateLimit, client_key, header_hash
-from mailflow.errors import MailflowError
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import DateRange, utc_today
 from mailflow.rollups.changes import RollupChanges
 from mailflow.settings import Settings
-from mailflow.store.availability import pooled
+from mailflow.store.availability import is_database_unavailable, pooled
 from mailflow.store.isolation import enter_organization, service_transaction
 
 log = logging.getLogger("mailflow.live")
@@ -50,6 +57,8 @@ Answer = TypeVar("Answer")
 
 CONNECTION_INIT_SECONDS = 10
 """How long a client has, after the handshake, to send ``connection_init``."""
+TRY_AGAIN_LATER = 1013  # RFC 6455's close code for a server that cannot serve for now
+UNAVAILABLE_REASON = "the database is unavailable; connect again in a few seconds"
 
 
 class SubscriptionsOverWebSocket(SchemaExtension):
@@ -59,8 +68,8 @@ class SubscriptionsOverWebSocket(SchemaExtension):
         context = self.execution_context
         if (isinstance(context.context, RequestContext)
                 and context.operation_type is OperationType.SUBSCRIPTION):
-            context.pre_execution_errors = [GraphQLError(str(error), original_error=error) for
-                                            error in [TransportError(SUBSCRIBE_OVER_WEBSOCKET)]]
+            error = TransportError(SUBSCRIBE_OVER_WEBSOCKET)
+            context.pre_execution_errors = [GraphQLError(str(error), original_error=error)]
         yield
 
 
@@ -91,7 +100,7 @@ class LiveView(GraphQL[SubscriptionContext, None]):
             async with pooled(context.pool) as connection, service_transaction(connection):
                 grant = require_reader(await grant_of_header(
                     header, connection, demo_organization_id=context.demo_organization_id))
-        except MailflowError as error:
+        except (UnauthenticatedError, ForbiddenError) as error:
             log.info("refused a WebSocket connection: %s", error,
                      extra={"request_id": context.request_id, "code": error.code})
             raise ConnectionRejectionError from error
@@ -151,6 +160,15 @@ def _counted_handler(
     token: over the rate limit, the subscription gets an error and does not start."""
 
     class CountedHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, None]):
+        async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+            try:
+                await super().handle_connection_init(message)
+            except Exception as error:
+                if not is_database_unavailable(error):
+                    raise
+                log_unavailable(self.context.request_id, "a WebSocket could not authenticate")
+                await self.websocket.close(code=TRY_AGAIN_LATER, reason=UNAVAILABLE_REASON)
+
         async def handle_subscribe(self, message: SubscribeMessage) -> None:
             context = self.context
             if limit is not None and context.grant is not None:
@@ -198,6 +216,8 @@ async def updates(
     with context.changes.subscribe(context.organization_id) as subscriber:
         while True:
             try:
+                # The answer's connection is held until it is sent, for the fields under it;
+                # a client slow to read keeps a pool connection that long.
                 async with answering(context):
                     answered = await answer()
                     if answered is not None:
