@@ -20,7 +20,7 @@ from websockets.typing import Origin
 
 from mailflow.api.app import create_app
 from mailflow.domain import Direction
-from mailflow.rollups.changes import LISTEN_APPLICATION, RollupChanges
+from mailflow.rollups.changes import RollupChanges
 from mailflow.settings import Settings
 from mailflow.store.tokens import TokenRole
 
@@ -346,10 +346,8 @@ async def test_a_dropped_listen_connection_is_opened_again_and_pushes_resume(
 
     async with subscriber(address, token) as socket_:
         await subscribe(socket_, MAIL_FLOW)
-        dropped = await pool.fetchval(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = $1 AND datname = current_database()", LISTEN_APPLICATION)
-        assert dropped
+        listening = changes.backend_pid
+        assert await pool.fetchval("SELECT pg_terminate_backend($1)", listening)
         async with asyncio.timeout(PUSH_SECONDS):
             while changes.listening.is_set():  # noqa: ASYNC110 - the listener has no drop event
                 await asyncio.sleep(0.01)
@@ -358,6 +356,7 @@ async def test_a_dropped_listen_connection_is_opened_again_and_pushes_resume(
         pushed = await receive(socket_)
 
     assert points(pushed)[0]["messages"] == 2
+    assert changes.backend_pid not in (None, listening)
 
 
 async def test_a_page_on_an_origin_the_settings_do_not_allow_cannot_open_the_socket(

@@ -24,11 +24,11 @@ from datetime import date
 import asyncpg
 
 from mailflow.settings import redact
+from mailflow.store.db import SERVER_APPLICATION
 
 log = logging.getLogger("mailflow.live")
 
 CHANNEL = "mailflow_rollups"
-LISTEN_APPLICATION = "mailflow listen"  # application_name of the listening session
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,7 @@ class RollupChanges:
         self.check_seconds = check_seconds
         self.retry_seconds = retry_seconds
         self.listening = asyncio.Event()
+        self.backend_pid: int | None = None  # the listening session's, while it listens
         self._subscribers: dict[int, set[Subscriber]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -143,18 +144,21 @@ class RollupChanges:
                     redact(self.dsn), error, self.retry_seconds,
                 )
             self.listening.clear()
+            self.backend_pid = None
             reconnected = True
             await asyncio.sleep(self.retry_seconds)
 
     async def _listen(self, reconnected: bool) -> None:
         """Listen until the connection drops; raise what dropped it."""
+        # The server's own session: an embedded database is not left running for it.
         connection = await asyncpg.connect(
-            self.dsn, server_settings={"application_name": LISTEN_APPLICATION}
+            self.dsn, server_settings={"application_name": SERVER_APPLICATION}
         )
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _: lost.set())
         try:
             await connection.add_listener(CHANNEL, self._notified)
+            self.backend_pid = connection.get_server_pid()
             self.listening.set()
             if reconnected:
                 log.info("live updates resumed: listening for rollup changes again")
