@@ -44,7 +44,7 @@ async def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None
     """Open the database, load the demo if asked, and serve until a signal arrives."""
     async with (
         open_database_at(settings, server=True) as (pool, database_url),
-        RollupChanges(settings.listen_url or database_url) as changes,
+        RollupChanges(listen_url(settings, database_url)) as changes,
     ):
         demo_organization_id = None
         if demo:
@@ -61,6 +61,18 @@ async def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None
         config = uvicorn.Config(app, host=host, port=port, log_config=None,
                                 proxy_headers=True, server_header=False)
         await _Server(config).serve()
+
+
+def listen_url(settings: Settings, database_url: str) -> str:
+    """Where live updates LISTEN: MAILFLOW_LISTEN_URL, else the database's own URL."""
+    if settings.listen_url is not None:
+        return settings.listen_url
+    if not settings.database_statement_cache:
+        log.warning("MAILFLOW_DATABASE_STATEMENT_CACHE is off, as behind a pooler in "
+                    "transaction mode, which cannot keep the LISTEN of live updates: set "
+                    "MAILFLOW_LISTEN_URL to a direct connection to PostgreSQL, or "
+                    "subscriptions will hear of no change")
+    return database_url
 
 
 def check_listen_address(host: str, port: int) -> None:

@@ -21,6 +21,7 @@ from websockets.typing import Origin
 from mailflow.api.app import create_app
 from mailflow.domain import Direction
 from mailflow.rollups.changes import RollupChanges
+from mailflow.server import listen_url
 from mailflow.settings import Settings
 from mailflow.store.tokens import TokenRole
 
@@ -406,3 +407,16 @@ async def test_a_connection_that_cannot_reach_the_database_is_closed_with_try_ag
         await unreachable.close()
 
     assert code == 1013
+
+
+def test_live_updates_listen_on_their_own_url_and_warn_when_a_pooler_is_likely(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    direct, pooled = "postgresql://mailflow@db/mailflow", "postgresql://mailflow@pooler/mailflow"
+    behind_pooler = Settings(database_url=pooled, database_statement_cache=False)
+
+    assert listen_url(Settings(database_url=pooled, listen_url=direct), pooled) == direct
+    assert listen_url(Settings(database_url=direct), direct) == direct
+    assert not caplog.records
+    assert listen_url(behind_pooler, pooled) == pooled
+    assert "MAILFLOW_LISTEN_URL" in caplog.records[0].getMessage()

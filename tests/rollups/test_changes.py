@@ -8,9 +8,11 @@ from datetime import date
 
 import asyncpg
 import pytest
-from tests.rollups.conftest import MakeFact, NewOrganization
+from tests.rollups.conftest import MakeFact, NewConnector, NewOrganization
 
+from mailflow.domain import Direction
 from mailflow.ingest.pipeline import load_facts
+from mailflow.ingest.reclassify import reclassify
 from mailflow.rollups.changes import CHANNEL, RollupChange, RollupChanges, parse_change
 from mailflow.rollups.refresh import rebuild_rollups
 
@@ -50,6 +52,23 @@ async def test_an_ingest_notifies_its_organization_and_the_days_it_touched_once(
         organization_id, frozenset({date(2026, 3, 1), date(2026, 3, 3)}))
     await asyncio.sleep(0.2)
     assert heard.empty()
+
+
+async def test_classifying_stored_mail_again_notifies_the_days_whose_counts_moved(
+    pool: asyncpg.Pool, new_organization: NewOrganization, new_connector: NewConnector,
+    make_fact: MakeFact, heard: asyncio.Queue[RollupChange],
+) -> None:
+    organization_id = await new_organization()
+    connector_id = await new_connector(organization_id, Direction.INBOUND)
+    await load_facts(pool, organization_id, [make_fact("a", "2026-03-04T10:00:00"),
+                                             make_fact("b", "2026-03-06T10:00:00")])
+    await next_change(heard)
+    await pool.execute("UPDATE connectors SET sender_domains = '{example.net}' WHERE id = $1",
+                       connector_id)
+
+    await reclassify(pool, organization_id, date(2026, 3, 1), date(2026, 3, 5))
+
+    assert await next_change(heard) == RollupChange(organization_id, frozenset({date(2026, 3, 4)}))
 
 
 async def test_a_change_rolled_back_is_never_notified(
