@@ -12,8 +12,9 @@ import uvicorn
 
 from mailflow.api.app import create_app
 from mailflow.errors import MailflowError
+from mailflow.rollups.changes import RollupChanges
 from mailflow.settings import Settings
-from mailflow.store.db import open_database
+from mailflow.store.db import open_database_at
 
 log = logging.getLogger("mailflow.server")
 
@@ -41,7 +42,10 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
     """Open the database, load the demo if asked, and serve until a signal arrives."""
-    async with open_database(settings, server=True) as pool:
+    async with (
+        open_database_at(settings, server=True) as (pool, database_url),
+        RollupChanges(listen_url(settings, database_url)) as changes,
+    ):
         demo_organization_id = None
         if demo:
             from mailflow.demo import load_demo
@@ -52,10 +56,23 @@ async def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None
                 log.info("the demo organization is open without a token on this embedded database")
             else:
                 log.info("demo loaded; create a token with 'mailflow token create --org demo'")
-        app = create_app(pool, settings, demo_organization_id=demo_organization_id)
+        app = create_app(pool, settings, demo_organization_id=demo_organization_id,
+                         changes=changes)
         config = uvicorn.Config(app, host=host, port=port, log_config=None,
                                 proxy_headers=True, server_header=False)
         await _Server(config).serve()
+
+
+def listen_url(settings: Settings, database_url: str) -> str:
+    """Where live updates LISTEN: MAILFLOW_LISTEN_URL, else the database's own URL."""
+    if settings.listen_url is not None:
+        return settings.listen_url
+    if not settings.database_statement_cache:
+        log.warning("MAILFLOW_DATABASE_STATEMENT_CACHE is off, as behind a pooler in "
+                    "transaction mode, which cannot keep the LISTEN of live updates: set "
+                    "MAILFLOW_LISTEN_URL to a direct connection to PostgreSQL, or "
+                    "subscriptions will hear of no change")
+    return database_url
 
 
 def check_listen_address(host: str, port: int) -> None:

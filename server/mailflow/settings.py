@@ -97,7 +97,20 @@ class Settings(BaseSettings):
         description="Days of daily rollups kept; at least the fact retention.",
     )
 
-    @field_validator("database_url")
+    # Live updates: subscriptions over WebSocket, told of rollup changes by LISTEN/NOTIFY.
+    listen_url: str | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL the server LISTENs on for rollup changes; DATABASE_URL (or the "
+            "embedded database) when unset. It must reach PostgreSQL directly: PgBouncer in "
+            "transaction mode cannot keep a LISTEN."
+        ),
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=20, ge=1, description="Most subscriptions one WebSocket connection may hold."
+    )
+
+    @field_validator("database_url", "listen_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
         if not value:

@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
@@ -49,10 +49,12 @@ from mailflow.api.errors import (
 )
 from mailflow.api.graphiql import graphiql_page, graphiql_routes
 from mailflow.api.ingest import IngestEndpoint
+from mailflow.api.live import LiveEndpoint
 from mailflow.api.ratelimit import RateLimit
 from mailflow.api.schema import schema
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import utc_today
+from mailflow.rollups.changes import RollupChanges
 from mailflow.settings import Settings
 from mailflow.store.availability import is_database_unavailable, pooled
 from mailflow.store.isolation import enter_organization, service_transaction
@@ -194,17 +196,22 @@ class GraphQLEndpoint:
 
 
 def create_app(
-    pool: asyncpg.Pool, settings: Settings, *, demo_organization_id: int | None = None
+    pool: asyncpg.Pool, settings: Settings, *, demo_organization_id: int | None = None,
+    changes: RollupChanges | None = None,
 ) -> Starlette:
-    """The API on ``pool``; without a token, requests read ``demo_organization_id`` if given."""
+    """The API on ``pool``; without a token, requests read ``demo_organization_id`` if given.
+    With ``changes``, subscriptions are served over WebSocket at /graphql."""
     endpoint = GraphQLEndpoint(pool, settings, demo_organization_id)
     ingest = IngestEndpoint(pool)
     limit = None if settings.rate_limit == "off" else RateLimit(settings.rate_limit)
+    live = (None if changes is None else
+            LiveEndpoint(schema, pool, settings, changes, limit, demo_organization_id))
     return Starlette(
         routes=[
             Route("/", _to_graphql, methods=["GET", "HEAD"]),
             Route("/graphql", _limited(limit, endpoint.handle), methods=["GET", "POST"],
                   name="graphql"),
+            *([] if live is None else [WebSocketRoute("/graphql", live.handle)]),
             Route("/ingest", _limited(limit, _identified(ingest.handle)), methods=["POST"],
                   name="ingest"),
             *(graphiql_routes() if settings.graphiql else []),

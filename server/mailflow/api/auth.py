@@ -46,7 +46,13 @@ async def reader_of(
     """The organization whose reports the request reads, and the request's role;
     UnauthenticatedError if none, ForbiddenError for a token that may not read reports (an
     ingest token)."""
-    grant = await grant_of(request, connection, demo_organization_id=demo_organization_id)
+    return require_reader(
+        await grant_of(request, connection, demo_organization_id=demo_organization_id)
+    )
+
+
+def require_reader(grant: Grant) -> Grant:
+    """``grant``, unless its role may not read reports (ForbiddenError)."""
     if not grant.role.reads_reports:
         raise ForbiddenError(
             f"this token has the {grant.role.value} role, which only pushes message facts to "
@@ -72,7 +78,16 @@ async def grant_of(
             "'Authorization: Bearer <token>'",
             challenge=INVALID_REQUEST,
         )
-    header = headers[0] if headers else None
+    return await grant_of_header(
+        headers[0] if headers else None, connection, demo_organization_id=demo_organization_id
+    )
+
+
+async def grant_of_header(
+    header: str | None, connection: Connection, *, demo_organization_id: int | None
+) -> Grant:
+    """What the Authorization value ``header`` grants (the demo organization when None and
+    there is one); UnauthenticatedError if it grants nothing."""
     if header is None:
         if demo_organization_id is not None:
             return Grant(demo_organization_id, TokenRole.VIEWER)

@@ -57,6 +57,7 @@ class ErrorBoundary(SchemaExtension):
             return
         request_id = getattr(self.execution_context.context, "request_id", None)
         result.errors = [
+            error if has_code(error) else
             client_error(error, executing=self._executing, request_id=request_id)
             for error in result.errors
         ]

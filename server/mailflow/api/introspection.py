@@ -16,7 +16,7 @@ from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules
 
-from mailflow.api.context import RequestContext
+from mailflow.api.context import RequestContext, SubscriptionContext
 from mailflow.errors import MailflowError
 from mailflow.settings import Settings, get_settings
 
@@ -61,4 +61,6 @@ class Introspection(AddValidationRules):
 
     def _settings(self) -> Settings:
         context = self.execution_context.context
-        return context.settings if isinstance(context, RequestContext) else get_settings()
+        if isinstance(context, RequestContext | SubscriptionContext):
+            return context.settings
+        return get_settings()

@@ -60,7 +60,7 @@ from graphql.language import Lexer, Source, TokenKind
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 from strawberry.extensions import ValidationCache
 
-from mailflow.api.context import RequestContext
+from mailflow.api.context import RequestContext, SubscriptionContext
 from mailflow.api.scalars import parse_date
 from mailflow.domain import TlsVersion
 from mailflow.errors import MailflowError
@@ -94,6 +94,8 @@ REPORT_FIELDS = frozenset({
     ("Connector", "insights"),
     ("Query", "tlsSessions"),
     ("Query", "tlsFailures"),
+    ("Subscription", "mailFlowUpdates"),
+    ("Subscription", "insightsUpdates"),
 })
 LIST_SIZES: Mapping[tuple[str, str], int | _Days] = {
     ("Query", "connectors"): ASSUMED_CONNECTORS,
@@ -109,6 +111,9 @@ LIST_SIZES: Mapping[tuple[str, str], int | _Days] = {
     ("TlsSessionsPoint", "failedSessionsByResultType"): ASSUMED_RESULT_TYPES,
     # Assumed one failure detail per day: a reporter may send more than the points say.
     ("Query", "tlsFailures"): DAYS,
+    # An update of a subscription is measured as one answer.
+    ("MailFlowUpdate", "points"): DAYS,
+    ("InsightsUpdate", "insights"): ASSUMED_CONNECTORS * len(InsightKind),
 }
 INTROSPECTION_FIELDS = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 
@@ -210,7 +215,9 @@ class QueryLimits(ValidationCache):
 
     def _settings(self) -> Settings:
         context = self.execution_context.context
-        return context.settings if isinstance(context, RequestContext) else get_settings()
+        if isinstance(context, RequestContext | SubscriptionContext):
+            return context.settings
+        return get_settings()
 
 
 def parse_within(query: str, max_tokens: int) -> DocumentNode:

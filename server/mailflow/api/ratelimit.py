@@ -23,7 +23,7 @@ from ipaddress import IPv6Address, ip_address, ip_network
 import limits
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 
 from mailflow.api.errors import error_body
@@ -43,7 +43,7 @@ class RateLimit:
         self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
         self.known: OrderedDict[str, None] = OrderedDict()
 
-    async def admit(self, request: Request) -> JSONResponse | None:
+    async def admit(self, request: HTTPConnection) -> JSONResponse | None:
         """None when the request may be answered, else its refusal (HTTP 429).
 
         A request without a token, or with a known one, is counted here.
@@ -66,7 +66,7 @@ class RateLimit:
             f"too many requests: the limit is {self.rate} per token (per client address "
             f"without one); retry in {wait} s", wait)
 
-    async def settle(self, request: Request, status: int) -> None:
+    async def settle(self, request: HTTPConnection, status: int) -> None:
         """Learn from the answer: a token accepted (any status but 401) is remembered and its
         first request counted; a refused one is forgotten and counted against the address."""
         token = bearer_hash(request)
@@ -82,6 +82,11 @@ class RateLimit:
         self.known.move_to_end(token)
         if len(self.known) > KNOWN_TOKENS:
             self.known.popitem(last=False)
+
+    async def admit_client(self, key: str) -> int | None:
+        """Count a request of ``client_key``'s client; None when within the rate, else the
+        seconds to wait. For a WebSocket's subscriptions, whose token is already accepted."""
+        return await self._hit(key)
 
     async def _hit(self, key: str) -> int | None:
         """Count a request for ``key``; None when within the rate, else the seconds to wait."""
@@ -110,18 +115,30 @@ def refusal(message: str, retry_after: int) -> JSONResponse:
     )
 
 
-def bearer_hash(request: Request) -> str | None:
+def client_key(authorization: str | None, connection: HTTPConnection) -> str:
+    """The key a client is counted by: its bearer token in ``authorization``, else its
+    address."""
+    token = None if authorization is None else header_hash(authorization)
+    return "address:" + address_of(connection) if token is None else "token:" + token
+
+
+def bearer_hash(request: HTTPConnection) -> str | None:
     """The hash of the request's one bearer token, or None."""
     headers = request.headers.getlist("authorization")
     if len(headers) != 1:
         return None
-    scheme, _, token = headers[0].strip().partition(" ")
+    return header_hash(headers[0])
+
+
+def header_hash(header: str) -> str | None:
+    """The hash of the bearer token of an Authorization value, or None."""
+    scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token_hash(token.strip()).hex()
 
 
-def address_of(request: Request) -> str:
+def address_of(request: HTTPConnection) -> str:
     """The client's address; for IPv6 its /64 network."""
     host = request.client.host if request.client else "unknown"
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from enum import Enum
 from typing import Annotated, TypeVar, cast
 
@@ -22,9 +22,10 @@ from strawberry.types import ExecutionContext
 from strawberry.utils.str_converters import to_camel_case
 
 from mailflow import domain
+from mailflow.api import live
 from mailflow.api.auth import ForbiddenError
-from mailflow.api.context import Info
-from mailflow.api.errors import ErrorBoundary
+from mailflow.api.context import Info, SubscriptionContext, TransportError
+from mailflow.api.errors import ErrorBoundary, client_error, has_code
 from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id, shown_id
 from mailflow.api.introspection import Introspection
 from mailflow.api.limits import QueryLimits
@@ -55,6 +56,11 @@ def resolved_field(description: str) -> Callable[[Resolver], Resolver]:
     strawberry types that decorator as returning Any, which strict mypy refuses on a method.
     """
     return cast(Callable[[Resolver], Resolver], strawberry.field(description=description))
+
+
+def resolved_subscription(description: str) -> Callable[[Resolver], Resolver]:
+    """``strawberry.subscription(description=...)``, typed as ``resolved_field`` is."""
+    return cast(Callable[[Resolver], Resolver], strawberry.subscription(description=description))
 
 
 def describe_enum(cls: type[Enum], description: str, values: dict[str, str]) -> None:
@@ -596,17 +602,8 @@ class Query:
     ) -> list[Insight]:
         window = info.context.window(start, end)
         thresholds = _thresholds(no_tls_threshold, tls1_0_threshold)
-        connectors = _by_name(await info.context.loaders.connectors())
-        totals = await info.context.loaders.connector_totals.load_many(
-            [ConnectorWindow(connector.id, window) for connector in connectors]
-        )
-        return [
-            Insight.from_report(insight)
-            for connector, connector_totals in zip(connectors, totals, strict=True)
-            for insight in connector_insights(
-                connector, connector_totals, window, thresholds
-            )
-        ]
+        found = await _all_insights(info, window, thresholds)
+        return [Insight.from_report(insight) for insight in found]
 
     @resolved_field(
         description=(
@@ -1017,11 +1014,123 @@ async def _flow_filter(
     return FlowFilter(direction=direction, connector_id=connector.id)
 
 
+async def _all_insights(
+    info: Info, window: DateRange, thresholds: Thresholds
+) -> list[ReportInsight]:
+    """The insights that fire over ``window`` for every connector, ordered by connector name."""
+    connectors = _by_name(await info.context.loaders.connectors())
+    totals = await info.context.loaders.connector_totals.load_many(
+        [ConnectorWindow(connector.id, window) for connector in connectors]
+    )
+    return [
+        insight
+        for connector, connector_totals in zip(connectors, totals, strict=True)
+        for insight in connector_insights(connector, connector_totals, window, thresholds)
+    ]
+
+
 def _thresholds(no_tls: float, tls1_0: float) -> Thresholds:
     return Thresholds(
         no_tls=check_threshold("noTlsThreshold", no_tls),
         tls1_0=check_threshold("tls10Threshold", tls1_0),
     )
+
+
+@strawberry.type(description="The days of a range whose boundary mail changed.")
+class MailFlowUpdate:
+    start: datetime.date = strawberry.field(description="First UTC day of the range, included.")
+    end: datetime.date = strawberry.field(description="Last UTC day of the range, included.")
+    points: list[MailFlowPoint] = strawberry.field(
+        description=(
+            "In the first update, every day of the range, zeros included; in later ones, the "
+            "days whose figures changed, in date order."
+        )
+    )
+
+
+@strawberry.type(description="The insights that fire over a range, after a change.")
+class InsightsUpdate:
+    start: datetime.date = strawberry.field(description="First UTC day of the range, included.")
+    end: datetime.date = strawberry.field(description="Last UTC day of the range, included.")
+    insights: list[Insight] = strawberry.field(
+        description="Every insight that fires now, as `insights` answers, ordered by connector "
+                    "name; empty when none fires any more."
+    )
+
+
+@strawberry.type(
+    description=(
+        "Live reports over WebSocket (graphql-transport-ws at /graphql): each subscription "
+        "answers at once, then again whenever newly committed mail (an ingest, a "
+        "reclassification, a connector removed) changes its answer. A range without `start` "
+        "and `end` follows the current UTC day."
+    )
+)
+class Subscription:
+    @resolved_subscription(
+        description="`mailFlow`, live: every day of the range first, then the days that change."
+    )
+    async def mail_flow_updates(
+        self,
+        info: Info,
+        start: StartArgument = None,
+        end: EndArgument = None,
+        direction: DirectionArgument = None,
+        connector_id: ConnectorIdArgument = None,
+        no_connector: NoConnectorArgument = None,
+    ) -> AsyncIterator[MailFlowUpdate]:
+        context = _live(info)
+        sent: dict[datetime.date, series.MailFlowPoint] = {}
+
+        async def answer() -> MailFlowUpdate | None:
+            window = context.window(start, end)
+            flow_filter = await _flow_filter(info, direction, connector_id, no_connector)
+            totals = await context.loaders.flow_totals.load(FlowQuery(window, flow_filter))
+            points = series.daily_series(totals, window)
+            fresh = [point for point in points if sent.get(point.day) != point]
+            first = not sent
+            sent.clear()
+            sent.update((point.day, point) for point in points)
+            if not fresh and not first:
+                return None
+            return MailFlowUpdate(start=window.start, end=window.end,
+                                  points=[MailFlowPoint.from_report(point) for point in fresh])
+
+        return live.updates(context, lambda: context.window(start, end), answer)
+
+    @resolved_subscription(
+        description="`insights`, live: the insights that fire first, then again when they change."
+    )
+    async def insights_updates(
+        self,
+        info: Info,
+        start: StartArgument = None,
+        end: EndArgument = None,
+        no_tls_threshold: NoTlsThresholdArgument = DEFAULT_NO_TLS_THRESHOLD,
+        tls1_0_threshold: Tls10ThresholdArgument = DEFAULT_TLS1_0_THRESHOLD,
+    ) -> AsyncIterator[InsightsUpdate]:
+        context = _live(info)
+        thresholds = _thresholds(no_tls_threshold, tls1_0_threshold)
+        sent: list[list[ReportInsight]] = []
+
+        async def answer() -> InsightsUpdate | None:
+            window = context.window(start, end)
+            found = await _all_insights(info, window, thresholds)
+            if sent and sent[-1] == found:
+                return None
+            sent[:] = [found]
+            return InsightsUpdate(start=window.start, end=window.end,
+                                  insights=[Insight.from_report(insight) for insight in found])
+
+        return live.updates(context, lambda: context.window(start, end), answer)
+
+
+def _live(info: Info) -> SubscriptionContext:
+    """The context of a subscription; subscriptions are served over WebSocket alone."""
+    context = info.context
+    if not isinstance(context, SubscriptionContext):
+        raise TransportError(live.SUBSCRIBE_OVER_WEBSOCKET)
+    return context
 
 
 class MailflowSchema(strawberry.Schema):
@@ -1030,12 +1139,25 @@ class MailflowSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log nothing here: ErrorBoundary logs unexpected errors with the request id."""
+        """Log nothing here: ErrorBoundary logs unexpected errors with the request id.
+
+        A subscription's errors pass by ErrorBoundary, so they get their ``extensions.code``
+        here: those without a field path are about the document (its stream's own errors
+        have their code already).
+        """
+        context = None if execution_context is None else execution_context.context
+        if isinstance(context, SubscriptionContext):
+            errors[:] = [
+                error if has_code(error) else client_error(
+                    error, executing=error.path is not None, request_id=context.request_id)
+                for error in errors
+            ]
 
 
 schema = MailflowSchema(
     query=Query,
     mutation=Mutation,
-    extensions=[QueryLimits, ErrorBoundary, Introspection],
+    subscription=Subscription,
+    extensions=[QueryLimits, ErrorBoundary, Introspection, live.SubscriptionsOverWebSocket],
     config=StrawberryConfig(scalar_map={Long: LONG_SCALAR, datetime.date: DATE_SCALAR}),
 )

@@ -80,6 +80,16 @@ async def open_database(
 
     ``server`` marks the long-running API process, which owns the embedded database.
     """
+    async with open_database_at(settings, run_migrations=run_migrations,
+                                server=server) as (pool, _):
+        yield pool
+
+
+@contextlib.asynccontextmanager
+async def open_database_at(
+    settings: Settings, *, run_migrations: bool = True, server: bool = False
+) -> AsyncIterator[tuple[Pool, str]]:
+    """``open_database``'s pool, and the URL it connects to."""
     embedded = None
     dsn = settings.database_url
     if dsn is None:
@@ -99,7 +109,7 @@ async def open_database(
                 async with pool.acquire() as connection:
                     await migrate_or_explain(connection)
                     await check_service_role(connection)
-            yield pool
+            yield pool, dsn
         finally:
             if embedded is not None and server:
                 embedded.others_connected = await _other_sessions(pool)
