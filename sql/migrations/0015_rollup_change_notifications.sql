@@ -37,17 +37,17 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER daily_rollups_inserted
+CREATE TRIGGER daily_rollups_notify_inserted
     AFTER INSERT ON daily_rollups
     REFERENCING NEW TABLE AS changed_rows
     FOR EACH STATEMENT EXECUTE FUNCTION notify_rollup_changes();
 
-CREATE TRIGGER daily_rollups_updated
+CREATE TRIGGER daily_rollups_notify_updated
     AFTER UPDATE ON daily_rollups
     REFERENCING NEW TABLE AS changed_rows
     FOR EACH STATEMENT EXECUTE FUNCTION notify_rollup_changes();
 
-CREATE TRIGGER daily_rollups_deleted
+CREATE TRIGGER daily_rollups_notify_deleted
     AFTER DELETE ON daily_rollups
     REFERENCING OLD TABLE AS changed_rows
     FOR EACH STATEMENT EXECUTE FUNCTION notify_rollup_changes();
