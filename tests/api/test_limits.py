@@ -441,3 +441,17 @@ async def test_a_thousand_aliases_are_refused_by_token_count_or_else_by_alias_co
     assert by_tokens["message"].startswith("the query has 3002 tokens;")
     assert by_aliases["extensions"] == {"code": "TOO_MANY_ALIASES"}
     assert by_aliases["message"].startswith("the query uses 1000 aliases,")
+
+
+def test_a_connections_edges_cost_the_page_it_asks_for_and_nodes_one_per_id() -> None:
+    def connectors(arguments: str) -> int:
+        return cost(f"query Page($first: Int) {{ allConnectors{arguments} "
+                    "{ edges { node { name } } } }")
+
+    # allConnectors 1, then its edges: a point per edge and per edge its node and name.
+    assert connectors("(first: 5)") == 1 + 5 + 5 * 2
+    assert connectors("(first: 100)") == 1 + 100 + 100 * 2
+    assert connectors("") == connectors("(first: $first)") == 1 + 50 + 50 * 2
+    assert cost('{ allTlsFailures(start: "2025-01-01", end: "2025-01-07", first: 10) '
+                "{ edges { cursor } } }") == 7 + 10 + 10 * 1
+    assert cost('{ nodes(ids: ["a", "b", "c"]) { id } }') == 3 + 3 * 1
