@@ -110,6 +110,20 @@ class Settings(BaseSettings):
         default=20, ge=1, description="Most subscriptions one WebSocket connection may hold."
     )
 
+    # The GraphQL contract: federation subgraph mode and automatic persisted queries.
+    federation: bool = Field(
+        default=False,
+        description="Whether /graphql serves an Apollo Federation 2 subgraph (_service, "
+                    "_entities; connectors are entities keyed by id).",
+    )
+    persisted_queries: bool = Field(
+        default=True, description="Whether clients may send queries by hash (Apollo's APQ)."
+    )
+    persisted_queries_max_bytes: int = Field(
+        default=10_000_000, ge=100_000,
+        description="Most query text the persisted query store keeps in memory, in bytes.",
+    )
+
     @field_validator("database_url", "listen_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:

@@ -1,4 +1,5 @@
--- Failure details of organization $1 from reports starting on UTC days $2 to $3, only domain $4 and result type $5 unless null.
+-- Failure details of organization $1 from reports starting on UTC days $2 to $3, only domain $4 and result type $5 unless null;
+-- after the failure keyed ($6 day, $7 domain, $8 report id, $9 policy, $10 failure) unless null, $11 at most (all when null).
 SELECT
     reports.start_day AS day,
     reports.report_id,
@@ -13,6 +14,8 @@ SELECT
     failures.receiving_mx_hostname,
     failures.receiving_mx_helo,
     host(failures.receiving_ip) AS receiving_ip,
+    failures.policy_index,
+    failures.failure_index,
     failures.failed_sessions,
     failures.additional_information,
     failures.failure_reason_code
@@ -28,9 +31,20 @@ WHERE reports.organization_id = $1
     AND reports.start_day BETWEEN $2::date AND $3::date
     AND ($4::text IS NULL OR policies.policy_domain = $4::text)
     AND ($5::text IS NULL OR failures.result_type = $5::text)
+    AND (
+        $6::date IS NULL
+        OR (
+            reports.start_day,
+            policies.policy_domain,
+            reports.report_id,
+            failures.policy_index,
+            failures.failure_index
+        ) > ($6::date, $7::text, $8::text, $9::integer, $10::integer)
+    )
 ORDER BY
     reports.start_day,
     policies.policy_domain,
     reports.report_id,
     failures.policy_index,
     failures.failure_index
+LIMIT $11::integer

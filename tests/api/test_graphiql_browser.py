@@ -1,4 +1,4 @@
-"""A real browser opens /graphql, runs the example query in GraphiQL and sees the answer.
+"""A real browser opens /graphql, runs the example operations in GraphiQL and sees the answers.
 
 Chromium is driven over the DevTools protocol with the ``websockets`` package that uvicorn
 already brings. Set MAILFLOW_SKIP_BROWSER=1 to skip the browser test where Chromium is absent.
@@ -32,6 +32,7 @@ from starlette.types import ASGIApp
 from websockets.asyncio.client import ClientConnection, connect
 
 from mailflow.api.app import create_app
+from mailflow.api.graphiql import OPERATION_ORDER, example_operations
 from mailflow.domain import Direction, TlsVersion
 from mailflow.reports.ranges import utc_today
 from mailflow.settings import Settings
@@ -58,6 +59,10 @@ HEADERS_EDITOR = (
     ".graphiql-editor:not(.hidden) .CodeMirror')"
 )
 RESPONSE_EDITOR = "document.querySelector('.graphiql-response .CodeMirror')"
+TAB_TITLES = (
+    "[...document.querySelectorAll('.graphiql-tab .graphiql-tab-button')]"
+    ".map(tab => tab.textContent.trim())"
+)
 
 needs_browser = pytest.mark.skipif(
     os.environ.get("MAILFLOW_SKIP_BROWSER") == "1",
@@ -291,7 +296,7 @@ async def test_the_page_names_only_assets_that_the_server_serves(
 
 
 @needs_browser
-async def test_graphiql_runs_the_example_query_with_a_token_and_shows_the_answer(
+async def test_graphiql_opens_the_example_operations_and_runs_them_with_a_token(
     pool: asyncpg.Pool, settings: Settings, seed: Seed
 ) -> None:
     token = await seed_harbor_relay(seed)
@@ -300,29 +305,43 @@ async def test_graphiql_runs_the_example_query_with_a_token_and_shows_the_answer
         await page.send("Page.navigate", url=f"{base_url}/graphql")
         query = await page.wait_for(f"{QUERY_EDITOR}?.CodeMirror.getValue()")
         headers = await page.wait_for(f"{HEADERS_EDITOR}?.CodeMirror.getValue()")
-        await page.evaluate(
-            f"{HEADERS_EDITOR}.CodeMirror.setValue("
-            f"{json.dumps(json.dumps({'Authorization': f'Bearer {token}'}))})"
+        tabs = await page.evaluate(TAB_TITLES)
+        await page.click("#mailflow-token")
+        await page.send("Input.insertText", text=token)
+        await page.click(".graphiql-execute-button")
+        report = await page.wait_for(answer_holding("Harbor Relay"))
+
+        await page.click(".graphiql-tab:nth-child(4) .graphiql-tab-button")
+        insights_query = await page.wait_for(
+            f"{QUERY_EDITOR}?.CodeMirror.getValue().startsWith('# Insights')"
+            f" && {QUERY_EDITOR}.CodeMirror.getValue()"
         )
         await page.click(".graphiql-execute-button")
-        answer = await page.wait_for(
-            f"{RESPONSE_EDITOR}?.CodeMirror.getValue().includes('Harbor Relay')"
-            f" && {RESPONSE_EDITOR}.CodeMirror.getValue()"
-        )
+        insights = await page.wait_for(answer_holding("NO_TLS_OVER_THRESHOLD"))
         await page.wait_for("document.fonts.ready.then(() => true)")
         png = await page.screenshot()
         save(png, SCREENSHOT)
 
-    data = json.loads(answer)["data"]
-    assert query.startswith("query Dashboard {")
+    assert query == example_operations()[0]
+    assert insights_query == example_operations()[3]
+    assert tabs == list(OPERATION_ORDER)
     assert headers == "{}"
-    assert data["connectors"] == [
-        {"name": "Harbor Relay", "direction": "INBOUND", "kind": "PARTNER",
-         "tlsBreakdown": {"total": 150}}
+    connectors = json.loads(report)["data"]["allConnectors"]
+    assert connectors["totalCount"] == 1
+    node = connectors["edges"][0]["node"]
+    assert (node["name"], node["direction"], node["kind"]) == ("Harbor Relay", "INBOUND", "PARTNER")
+    assert sum(point["messages"] for point in node["volume"]) == 150
+    assert [(insight["kind"], insight["messages"], insight["connector"]["name"])
+            for insight in json.loads(insights)["data"]["insights"]] == [
+        ("NO_TLS_OVER_THRESHOLD", 150, "Harbor Relay")
     ]
-    assert data["tlsBreakdown"]["total"] == 150
-    assert [insight["kind"] for insight in data["insights"]] == ["NO_TLS_OVER_THRESHOLD"]
     assert all(url.startswith((base_url, "data:")) for url in page.requests), page.requests
     assert page.problems == []
     assert png_size(png) == (WIDTH, HEIGHT)
     assert len(png) > 40_000, "the screenshot is too small to show GraphiQL with an answer"
+
+
+def answer_holding(text: str) -> str:
+    """An expression for the response pane's text once it holds ``text``."""
+    return (f"{RESPONSE_EDITOR}?.CodeMirror.getValue().includes({json.dumps(text)})"
+            f" && {RESPONSE_EDITOR}.CodeMirror.getValue()")

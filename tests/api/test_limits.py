@@ -12,7 +12,7 @@ import pytest
 from graphql import GraphQLList, GraphQLNonNull, get_introspection_query, parse
 
 from mailflow.api.app import create_app
-from mailflow.api.graphiql import DEFAULT_QUERY
+from mailflow.api.graphiql import example_operations
 from mailflow.api.limits import LIST_SIZES, REPORT_FIELDS, measure
 from mailflow.api.schema import schema
 from mailflow.domain import TlsVersion
@@ -22,6 +22,8 @@ from .conftest import Api, Seed
 
 NINETY_DAYS = 'start: "2020-11-01", end: "2021-01-29"'
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+DASHBOARD = README.split("```graphql\nquery Dashboard {", 1)[1].split("```", 1)[0]
+DASHBOARD = "query Dashboard {" + DASHBOARD
 
 EVERY_REPORT_OF_EVERY_CONNECTOR = f"""{{
   connectors {{
@@ -216,7 +218,9 @@ async def test_the_standard_introspection_query_and_the_graphiql_query_are_withi
     )
 
     assert "errors" not in (await api.post(introspection)).json()
-    assert "errors" not in (await api.post(DEFAULT_QUERY)).json()
+    assert "errors" not in (await api.post(DASHBOARD)).json()
+    for operation in example_operations():
+        assert "errors" not in (await api.post(operation)).json(), operation
 
 
 async def client_with(pool: asyncpg.Pool, settings: Settings) -> httpx.AsyncClient:
@@ -329,7 +333,7 @@ async def test_a_dashboards_queries_are_within_the_default_cost(
         organization_id, date(2021, 1, 2), TlsVersion.NONE, 10, connector_id=connector_id
     )
 
-    for query in (DEFAULT_QUERY, EVERY_REPORT_OF_EVERY_CONNECTOR, EVERY_REPORT, EVERY_TLS_REPORT):
+    for query in (DASHBOARD, EVERY_REPORT_OF_EVERY_CONNECTOR, EVERY_REPORT, EVERY_TLS_REPORT):
         assert "errors" not in (await api.post(query)).json(), query
     assert cost(EVERY_REPORT) <= Settings().max_query_cost
     assert cost(EVERY_TLS_REPORT) <= Settings().max_query_cost
@@ -351,12 +355,14 @@ def test_days_nested_in_tls_sessions_count_the_days_of_its_range_also_in_a_fragm
 def test_the_readme_gives_the_costs_the_model_measures() -> None:
     limits = README.split("### Limits", 1)[1].split("\n## ", 1)[0]
     figures = {
-        "the example dashboard": cost(DEFAULT_QUERY),
+        "the example dashboard": cost(DASHBOARD),
         "every report of every connector": cost(EVERY_REPORT_OF_EVERY_CONNECTOR),
         "and the organization's reports": cost(EVERY_REPORT),
         "the nested insights": cost("{ " + nested_insights(6) + " }"),
         "every TLS report field": cost(EVERY_TLS_REPORT),
         "the default limit": Settings().max_query_cost,
+        **{f"example operation {number}": cost(operation)
+           for number, operation in enumerate(example_operations(), 1)},
     }
     written = {int(number.replace(",", "")) for number in re.findall(r"\d[\d,]*", limits)}
     for what, points in figures.items():
@@ -435,3 +441,17 @@ async def test_a_thousand_aliases_are_refused_by_token_count_or_else_by_alias_co
     assert by_tokens["message"].startswith("the query has 3002 tokens;")
     assert by_aliases["extensions"] == {"code": "TOO_MANY_ALIASES"}
     assert by_aliases["message"].startswith("the query uses 1000 aliases,")
+
+
+def test_a_connections_edges_cost_the_page_it_asks_for_and_nodes_one_per_id() -> None:
+    def connectors(arguments: str) -> int:
+        return cost(f"query Page($first: Int) {{ allConnectors{arguments} "
+                    "{ edges { node { name } } } }")
+
+    # allConnectors 1, then its edges: a point per edge and per edge its node and name.
+    assert connectors("(first: 5)") == 1 + 5 + 5 * 2
+    assert connectors("(first: 100)") == 1 + 100 + 100 * 2
+    assert connectors("") == connectors("(first: $first)") == 1 + 50 + 50 * 2
+    assert cost('{ allTlsFailures(start: "2025-01-01", end: "2025-01-07", first: 10) '
+                "{ edges { cursor } } }") == 7 + 10 + 10 * 1
+    assert cost('{ nodes(ids: ["a", "b", "c"]) { id } }') == 3 + 3 * 1

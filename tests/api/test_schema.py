@@ -53,9 +53,17 @@ def test_the_schema_has_the_query_fields_front_ends_use() -> None:
     query = schema._schema.query_type
     assert query is not None
     assert list(query.fields) == [
-        "connectors", "connector", "mailFlow", "tlsBreakdown", "insights",
-        "tlsSessions", "tlsFailures", "acceptedDomains", "internalNetworks",
+        "node", "nodes", "allConnectors", "connectors", "connector", "mailFlow", "tlsBreakdown",
+        "insights", "tlsSessions", "allTlsFailures", "tlsFailures", "acceptedDomains",
+        "internalNetworks",
     ]
+    deprecated = {name: field.deprecation_reason for name, field in query.fields.items()
+                  if field.deprecation_reason}
+    assert deprecated == {
+        "connectors": "Use allConnectors, a cursor connection of the same connectors.",
+        "tlsFailures": "Use allTlsFailures, a cursor connection of the same failure details: "
+                       "their number grows with the reports received.",
+    }
     assert list(schema._schema.type_map["Connector"].fields) == [  # type: ignore[union-attr]
         "id", "name", "direction", "kind", "requireTls", "senderDomains", "recipientDomains",
         "clientIps", "smartHosts", "tlsCertNames", "routes", "volume", "tlsBreakdown", "insights",

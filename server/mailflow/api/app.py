@@ -50,8 +50,9 @@ from mailflow.api.errors import (
 from mailflow.api.graphiql import graphiql_page, graphiql_routes
 from mailflow.api.ingest import IngestEndpoint
 from mailflow.api.live import LiveEndpoint
+from mailflow.api.persisted import PersistedQueries, refuse_persisted
 from mailflow.api.ratelimit import RateLimit
-from mailflow.api.schema import schema
+from mailflow.api.schema import schema_for
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import utc_today
 from mailflow.rollups.changes import RollupChanges
@@ -96,8 +97,17 @@ def refuse_compressed_body(request: Request) -> None:
 class GraphQLView(GraphQL[RequestContext, None]):
     """strawberry's ASGI view, run by ``GraphQLEndpoint`` with a context it has built."""
 
+    persisted: PersistedQueries | None = None
+
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
-        """One operation from a GET's query string or a POST's JSON body; RequestError if not."""
+        """One operation from a GET's query string or a POST's JSON body, its query looked up
+        when sent by hash; RequestError if not."""
+        data = await self._request_data(request)
+        if self.persisted is None:
+            return refuse_persisted(data)
+        return self.persisted.resolve(data)
+
+    async def _request_data(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
         if request.method == "GET":
             return from_query_string(request.query_params)
         content_type, _ = parse_content_type(request.content_type or "")
@@ -129,7 +139,11 @@ class GraphQLEndpoint:
         self.pool = pool
         self.settings = settings
         self.demo_organization_id = demo_organization_id
-        self.view = GraphQLView(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+        self.view = GraphQLView(
+            schema_for(settings), graphql_ide="graphiql", allow_queries_via_get=True
+        )
+        if settings.persisted_queries:
+            self.view.persisted = PersistedQueries(settings.persisted_queries_max_bytes)
 
     async def handle(self, request: Request) -> Response:
         """Answer one request; every answer carries its request id."""
@@ -204,8 +218,9 @@ def create_app(
     endpoint = GraphQLEndpoint(pool, settings, demo_organization_id)
     ingest = IngestEndpoint(pool)
     limit = None if settings.rate_limit == "off" else RateLimit(settings.rate_limit)
-    live = (None if changes is None else
-            LiveEndpoint(schema, pool, settings, changes, limit, demo_organization_id))
+    live = None if changes is None else LiveEndpoint(
+        schema_for(settings), pool, settings, changes, limit, demo_organization_id
+    )
     return Starlette(
         routes=[
             Route("/", _to_graphql, methods=["GET", "HEAD"]),

@@ -2,7 +2,9 @@
 
 A POST carries one JSON object, ``{"query": ..., "variables": ..., "operationName": ...}``,
 as ``application/json``; a GET carries the same fields as query-string parameters, with
-``variables`` as URL-encoded JSON. A body is read up to the size limit and no further.
+``variables`` and ``extensions`` as URL-encoded JSON. A request whose
+``extensions.persistedQuery`` names its query by hash may leave ``query`` out. A body is
+read up to the size limit and no further.
 """
 
 from __future__ import annotations
@@ -124,7 +126,10 @@ def unsupported_content_type(content_type: str) -> UnsupportedContentTypeError:
 
 def _request_data(data: Mapping[str, Any], noun: str, guidance: str) -> GraphQLRequestData:
     query = data.get("query")
-    if not isinstance(query, str) or not query.strip():
+    extensions = data.get("extensions")
+    # An automatic persisted query names its query by hash and may leave the query out.
+    by_hash = isinstance(extensions, dict) and extensions.get("persistedQuery") is not None
+    if not (query is None and by_hash) and (not isinstance(query, str) or not query.strip()):
         raise RequestError(f'the "query" {noun} is missing or not a non-empty string; {guidance}')
     for name, kind in {"variables": dict, "extensions": dict, "operationName": str}.items():
         value = data.get(name)

@@ -1,11 +1,12 @@
 """GraphiQL for browsers at /graphql, loaded from the package's own assets rather than a CDN.
 
-The headers editor opens prefilled with ``{}``, under a line that says how to add a bearer
-token: a placeholder token would be sent as is and refused, and JSON has no comments to
-hold the hint. Headers are not persisted, so a token does not outlive the tab in the
-browser's storage; GraphiQL's settings let a user turn persistence on. The page carries the
-schema's introspection, so completion and docs work before a token is entered, unless
-introspection is switched off: then it carries none and asks for none.
+The example operations of schema/operations open as tabs. A token field above GraphiQL
+adds a bearer token to every tab's requests: GraphiQL keeps headers per tab, and a
+placeholder token in them would be sent as is and refused. The field is not stored, and the
+headers editors (prefilled with ``{}``) are not persisted, so a token does not outlive the
+page in the browser's storage; GraphiQL's settings let a user turn persistence on. The page
+carries the schema's introspection, so completion and docs work before a token is entered,
+unless introspection is switched off: then it carries none and asks for none.
 """
 
 from __future__ import annotations
@@ -28,37 +29,14 @@ from mailflow.api.schema import schema
 ASSETS_DIR = Path(__file__).parent / "static" / "graphiql"
 ASSETS_PATH = "/static/graphiql"
 
-DEFAULT_QUERY = """\
-query Dashboard {
-  mailFlow(direction: INBOUND) {
-    date
-    messages
-    byTls { version messages }
-  }
-  tlsBreakdown {
-    total
-    versions { version messages percent }
-  }
-  insights {
-    kind
-    value
-    threshold
-    connector { name }
-  }
-  connectors {
-    name
-    direction
-    kind
-    tlsBreakdown { total }
-  }
-}
-"""
+OPERATION_ORDER = ("ConnectorReport", "TlsUsage", "ProtectedInTransit", "Insights")
+"""The example operations of schema/operations, one GraphiQL tab each, in this order."""
 
 TOKEN_HINT = (
-    "To read your organization, open <b>Headers</b> below and enter "
-    '<code>{"Authorization": "Bearer &lt;token&gt;"}</code> with a token from '
-    "<code>mailflow token create</code>. Without it, queries read the demo organization "
-    "if this server has one. Headers are not saved in this browser."
+    "Examples of the dashboard's operations are open in tabs. To read your organization, "
+    "paste a token from <code>mailflow token create</code> here; every tab sends it as "
+    "<code>Authorization: Bearer</code>. Without it, queries read the demo organization if "
+    "this server has one. The token stays in this page only."
 )
 
 _PAGE = """\
@@ -78,6 +56,8 @@ _PAGE = """\
     color: #3f3f46; background: #f4f4f5; border-bottom: 1px solid #e4e4e7;
   }}
   .mailflow-hint code {{ font-size: 12px; }}
+  .mailflow-hint label {{ margin-left: 8px; white-space: nowrap; }}
+  .mailflow-hint input {{ width: 22em; font: 12px ui-monospace, monospace; }}
   @media (prefers-color-scheme: dark) {{
     .mailflow-hint {{ color: #d4d4d8; background: #18181b; border-color: #3f3f46; }}
   }}
@@ -85,7 +65,9 @@ _PAGE = """\
 </style>
 </head>
 <body>
-<p class="mailflow-hint">{hint}</p>
+<p class="mailflow-hint">{hint}
+<label>Token <input id="mailflow-token" type="password" autocomplete="off"
+  spellcheck="false" placeholder="paste a token"></label></p>
 <div id="graphiql">Loading GraphiQL…</div>
 <script type="application/json" id="graphiql-config">{config}</script>
 <script src="{assets}/react.production.min.js"></script>
@@ -98,11 +80,25 @@ _PAGE = """\
 
 _BOOT = """
 const config = JSON.parse(document.getElementById("graphiql-config").textContent);
+const token = document.getElementById("mailflow-token");
+const send = GraphiQL.createFetcher({ url: config.endpoint });
+// GraphiQL may keep the operation name of the tab run before; a name the document does not
+// define is left out, so that the tab's own operation runs.
+const defines = (query, name) =>
+  new RegExp("\\\\b(query|mutation|subscription)\\\\s+" + name + "\\\\b").test(query || "");
+// The token field's bearer token goes with every tab's requests; a tab's own headers win.
+const fetcher = (params, options) => {
+  const bearer = token.value.trim();
+  const headers = bearer ? { Authorization: "Bearer " + bearer } : {};
+  const named = params.operationName && !defines(params.query, params.operationName)
+    ? { ...params, operationName: undefined } : params;
+  return send(named, { ...options, headers: { ...headers, ...(options?.headers || {}) } });
+};
 const root = ReactDOM.createRoot(document.getElementById("graphiql"));
 root.render(React.createElement(GraphiQL, {
-  fetcher: GraphiQL.createFetcher({ url: config.endpoint }),
+  fetcher,
   schema: config.schema,
-  defaultQuery: config.query,
+  defaultTabs: config.tabs,
   defaultHeaders: config.headers,
   defaultEditorToolsVisibility: "headers",
   isHeadersEditorEnabled: true,
@@ -150,13 +146,29 @@ def render_graphiql(
     """
     config = {
         "endpoint": endpoint,
-        "query": DEFAULT_QUERY,
+        "tabs": [{"query": query, "headers": "{}"} for query in example_operations()],
         "headers": "{}",
         "schema": _introspection() if introspection else None,
     }
     # "<" is escaped so that no value can close the script element that holds the config.
     config_json = json.dumps(config, separators=(",", ":")).replace("<", "\\u003c")
     return _PAGE.format(assets=escape(assets), hint=TOKEN_HINT, config=config_json, boot=_BOOT)
+
+
+@cache
+def example_operations() -> list[str]:
+    """The text of each example operation, in OPERATION_ORDER."""
+    folder = operations_dir()
+    return [(folder / f"{name}.graphql").read_text(encoding="utf-8") for name in OPERATION_ORDER]
+
+
+def operations_dir() -> Path:
+    """schema/operations: beside the package in a checkout, inside it when installed."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package.parents[1] / "schema" / "operations", package / "operations"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"mailflow's schema/operations folder is missing next to {package}")
 
 
 @cache

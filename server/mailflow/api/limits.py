@@ -13,9 +13,11 @@ connector's ``volume``, ``tlsBreakdown``, ``insights``) costs one point per day 
 instead. Everything selected under a list counts once per assumed item, compounding with
 nesting. Whether a field returns a list is read from the schema; how many items it is assumed
 to return is in ``LIST_SIZES`` (``DAYS``: one per day of the range of the field, or of the
-report field it is nested in), for introspection it is the
-schema's own counts, and ``DEFAULT_LIST_SIZE`` for any other list. A range the server cannot
-read before running the query counts as the longest range.
+report field it is nested in; ``PAGE``: the ``first`` argument of the connection field it is
+nested in, its default when not given; ``IDS``: one per id the field is given), for
+introspection it is the schema's own counts, and ``DEFAULT_LIST_SIZE`` for any other list.
+A range the server cannot read before running the query counts as the longest range, a page
+size it cannot read as the largest page.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from graphql import (
     GraphQLSyntaxError,
     GraphQLUnionType,
     InlineFragmentNode,
+    IntValueNode,
+    ListValueNode,
     NamedTypeNode,
     NullValueNode,
     OperationDefinitionNode,
@@ -61,6 +65,7 @@ from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 from strawberry.extensions import ValidationCache
 
 from mailflow.api.context import RequestContext, SubscriptionContext
+from mailflow.api.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from mailflow.api.scalars import parse_date
 from mailflow.domain import TlsVersion
 from mailflow.errors import MailflowError
@@ -75,6 +80,27 @@ class _Days(Enum):
 
 DAYS = _Days.VALUE
 """The size of a list with one item per day of the field's range."""
+
+
+class _Page(Enum):
+    VALUE = "page"
+
+
+PAGE = _Page.VALUE
+"""The size of a connection's edges: the ``first`` argument of the connection field."""
+
+
+class _Ids(Enum):
+    VALUE = "ids"
+
+
+IDS = _Ids.VALUE
+"""The size of a list with one item per id in the field's ``ids`` argument."""
+
+MAX_PAGE = MAX_PAGE_SIZE
+"""The largest page a connection hands out, which a ``first`` unread before running costs."""
+DEFAULT_PAGE = DEFAULT_PAGE_SIZE
+"""The page size of a connection field given no ``first``."""
 
 ASSUMED_CONNECTORS = 10
 """How many connectors an organization is assumed to have: not known before the query runs."""
@@ -96,8 +122,16 @@ REPORT_FIELDS = frozenset({
     ("Query", "tlsFailures"),
     ("Subscription", "mailFlowUpdates"),
     ("Subscription", "insightsUpdates"),
+    ("Query", "allTlsFailures"),
 })
-LIST_SIZES: Mapping[tuple[str, str], int | _Days] = {
+CONNECTION_FIELDS = frozenset({
+    ("Query", "allConnectors"),
+    ("Query", "allTlsFailures"),
+})
+LIST_SIZES: Mapping[tuple[str, str], int | _Days | _Page | _Ids] = {
+    ("ConnectorConnection", "edges"): PAGE,
+    ("TlsFailureConnection", "edges"): PAGE,
+    ("Query", "nodes"): IDS,
     ("Query", "connectors"): ASSUMED_CONNECTORS,
     # At most one insight of each kind per connector.
     ("Query", "insights"): ASSUMED_CONNECTORS * len(InsightKind),
@@ -374,6 +408,7 @@ class _Measurer:
         self.max_days = settings.max_range_days
         self.measured: dict[tuple[str, int | None], Measure] = {}
         self.report_days: list[int] = []  # the ranges of the report fields being measured
+        self.page_sizes: list[int] = []  # the pages of the connection fields being measured
         self.entered: set[str] = set()
 
     def operation(self) -> Measure:
@@ -404,14 +439,19 @@ class _Measurer:
         key = (parent_name, node.name.value)
         field_type = self.field_type(parent, node.name.value)
         days = self.range_days(node) if key in REPORT_FIELDS else None
+        page = self.page_size(node) if key in CONNECTION_FIELDS else None
         if days is not None:
             self.report_days.append(days)
+        if page is not None:
+            self.page_sizes.append(page)
         try:
             inner = self.selection_set(node.selection_set, get_named_type(field_type))
         finally:
             if days is not None:
                 self.report_days.pop()
-        items = self.list_size(key, field_type, days)
+            if page is not None:
+                self.page_sizes.pop()
+        items = self.list_size(key, field_type, days, node)
         # A report field costs its days; a list its items; any other field a point.
         own_cost = days if days is not None else max(items or 1, 1)
         return Measure(
@@ -423,7 +463,11 @@ class _Measurer:
         )
 
     def list_size(
-        self, key: tuple[str, str], field_type: GraphQLOutputType | None, days: int | None
+        self,
+        key: tuple[str, str],
+        field_type: GraphQLOutputType | None,
+        days: int | None,
+        node: FieldNode,
     ) -> int | None:
         """How many items the field is assumed to return; None when it returns no list."""
         while isinstance(field_type, GraphQLNonNull):
@@ -435,7 +479,44 @@ class _Measurer:
             if days is not None:
                 return days
             return self.report_days[-1] if self.report_days else self.max_days
+        if size is PAGE:
+            return self.page_sizes[-1] if self.page_sizes else MAX_PAGE
+        if size is IDS:
+            return self.ids_count(node)
         return DEFAULT_LIST_SIZE if size is None else size
+
+    def page_size(self, node: FieldNode) -> int:
+        """The field's ``first``, within 1 and MAX_PAGE; MAX_PAGE when it cannot be read."""
+        value = self.argument_value(node, "first")
+        if value is None:
+            return DEFAULT_PAGE
+        if isinstance(value, IntValueNode):
+            value = int(value.value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return min(max(value, 1), MAX_PAGE)
+        return MAX_PAGE
+
+    def ids_count(self, node: FieldNode) -> int:
+        """How many ids the field's ``ids`` holds; MAX_PAGE when it cannot be read."""
+        value = self.argument_value(node, "ids")
+        if isinstance(value, ListValueNode):
+            return len(value.values)
+        if isinstance(value, list):
+            return len(value)
+        return 1 if isinstance(value, StringValueNode | str) else MAX_PAGE
+
+    def argument_value(self, node: FieldNode, name: str) -> object:
+        """The argument's node, or the value of the variable it names; None when absent."""
+        value: ValueNode | None = next(
+            (argument.value for argument in node.arguments or () if argument.name.value == name),
+            None,
+        )
+        if isinstance(value, VariableNode):
+            variable = value.name.value
+            if variable in self.variables:
+                return self.variables[variable]
+            value = self.defaults.get(variable)
+        return None if isinstance(value, NullValueNode) else value
 
     def fragment(self, name: str) -> Measure:
         # A fragment's lists of days are as long as the range of the report field around it.

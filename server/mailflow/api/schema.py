@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import warnings
 from collections.abc import AsyncIterator, Callable
 from enum import Enum
-from typing import Annotated, TypeVar, cast
+from functools import cache
+from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, lexicographic_sort_schema, print_schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 from strawberry.utils.str_converters import to_camel_case
@@ -26,9 +28,29 @@ from mailflow.api import live
 from mailflow.api.auth import ForbiddenError
 from mailflow.api.context import Info, SubscriptionContext, TransportError
 from mailflow.api.errors import ErrorBoundary, client_error, has_code
-from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id, shown_id
+from mailflow.api.ids import (
+    CONNECTOR,
+    TooManyIdsError,
+    decode_global_id,
+    encode_global_id,
+    global_id_type,
+    shown_id,
+)
 from mailflow.api.introspection import Introspection
 from mailflow.api.limits import QueryLimits
+from mailflow.api.pages import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    AfterArgument,
+    FirstArgument,
+    PageInfo,
+    SortKey,
+    bad_cursor,
+    check_page_size,
+    decode_cursor,
+    following,
+    page_of,
+)
 from mailflow.api.scalars import DATE_SCALAR, LONG_SCALAR, Long
 from mailflow.reports import breakdown, series, tls
 from mailflow.reports.errors import ConflictingFiltersError, ConnectorNotFoundError
@@ -44,18 +66,24 @@ from mailflow.reports.insights import Insight as ReportInsight
 from mailflow.reports.loaders import ConnectorWindow, FlowQuery
 from mailflow.reports.queries import DailyTotal, FlowFilter
 from mailflow.reports.ranges import DateRange
+from mailflow.settings import Settings
 from mailflow.store import organizations
 from mailflow.store.tokens import TokenRole
 
 Resolver = TypeVar("Resolver", bound=Callable[..., object])
 
 
-def resolved_field(description: str) -> Callable[[Resolver], Resolver]:
+def resolved_field(
+    description: str, deprecation_reason: str | None = None
+) -> Callable[[Resolver], Resolver]:
     """``strawberry.field(description=...)`` as a decorator that keeps the resolver's type.
 
     strawberry types that decorator as returning Any, which strict mypy refuses on a method.
     """
-    return cast(Callable[[Resolver], Resolver], strawberry.field(description=description))
+    return cast(
+        Callable[[Resolver], Resolver],
+        strawberry.field(description=description, deprecation_reason=deprecation_reason),
+    )
 
 
 def resolved_subscription(description: str) -> Callable[[Resolver], Resolver]:
@@ -293,15 +321,31 @@ class Insight:
         )
 
 
-@strawberry.type(
+@strawberry.interface(
+    description=(
+        "An object with a global id (Relay's object identification): node(id:) finds it "
+        "again by that id alone."
+    )
+)
+class Node:
+    id: strawberry.ID = strawberry.field(description="Opaque global id, unique across types.")
+
+
+NODE_TYPES = (CONNECTOR,)
+
+
+# The key makes connectors federation entities when the schema is built for a gateway; the
+# plain schema's SDL and introspection do not show it.
+@strawberry.federation.type(
+    keys=["id"],
     description=(
         "A named route across the organization's boundary. Inbound connectors match mail "
         "by sender domain, client IP range or client TLS certificate name; outbound ones "
         "by recipient domain or smart host; either by the name of the route the mail server "
         "took, which beats every other rule."
-    )
+    ),
 )
-class Connector:
+class Connector(Node):
     source: strawberry.Private[domain.Connector]
     id: strawberry.ID = strawberry.field(
         description="Opaque global id: base64 of \"Connector:<number>\"."
@@ -381,6 +425,26 @@ class Connector:
     async def _totals(self, info: Info, window: DateRange) -> list[DailyTotal]:
         key = ConnectorWindow(self.source.id, window)
         return await info.context.loaders.connector_totals.load(key)
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Connector:
+        """The connector a federation gateway names by its id (an entity reference)."""
+        return cls.from_domain(await _find_connector(info, id))
+
+
+@strawberry.type(description="A connector on a page of connectors, with its cursor.")
+class ConnectorEdge:
+    cursor: str = strawberry.field(description="Where the connector stands, for `after`.")
+    node: Connector = strawberry.field(description="The connector.")
+
+
+@strawberry.type(description="A page of the organization's connectors, ordered by name.")
+class ConnectorConnection:
+    edges: list[ConnectorEdge] = strawberry.field(description="The connectors of the page.")
+    page_info: PageInfo = strawberry.field(description="Where the page stands.")
+    total_count: int = strawberry.field(
+        description="All connectors the filter keeps, on every page."
+    )
 
 
 @strawberry.type(
@@ -521,6 +585,32 @@ class TlsFailure:
         )
 
 
+@strawberry.type(description="A failure detail on a page of them, with its cursor.")
+class TlsFailureEdge:
+    cursor: str = strawberry.field(description="Where the failure detail stands, for `after`.")
+    node: TlsFailure = strawberry.field(description="The failure detail.")
+
+
+@strawberry.type(
+    description=(
+        "A page of failure details, by day, policy domain, report id and their order in "
+        "the report."
+    )
+)
+class TlsFailureConnection:
+    edges: list[TlsFailureEdge] = strawberry.field(
+        description="The failure details of the page."
+    )
+    page_info: PageInfo = strawberry.field(description="Where the page stands.")
+
+
+CONNECTORS_PAGE = "ConnectorConnection"
+TLS_FAILURES_PAGE = "TlsFailureConnection"
+CONNECTOR_CURSOR = (str, str, int)
+TLS_FAILURE_CURSOR = (str, str, str, int, int)
+MAX_NODES = MAX_PAGE_SIZE
+
+
 @strawberry.type(
     description=(
         "Reports on the mail that crosses the boundary of the organization the request is "
@@ -528,7 +618,68 @@ class TlsFailure:
     )
 )
 class Query:
-    @resolved_field(description="The organization's connectors, ordered by name.")
+    @resolved_field(
+        description=(
+            "The object with this global id, of any type that implements Node; null when "
+            "the organization has none with it. BAD_ID when the id is not one this API "
+            "hands out."
+        )
+    )
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global id.")],
+    ) -> Node | None:
+        return await _node(info, id)
+
+    @resolved_field(
+        description=(
+            f"The objects with these global ids, in the order given ({MAX_NODES} at most); "
+            "null for an id the organization has no object for."
+        )
+    )
+    async def nodes(
+        self,
+        info: Info,
+        ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global ids.")],
+    ) -> list[Node | None]:
+        if len(ids) > MAX_NODES:
+            raise _too_many_ids(len(ids))
+        return [await _node(info, global_id) for global_id in ids]
+
+    @resolved_field(
+        description=(
+            "The organization's connectors, ordered by name, as a cursor connection: "
+            f"`first` of them ({DEFAULT_PAGE_SIZE} unless given) after the cursor `after`."
+        )
+    )
+    async def all_connectors(
+        self,
+        info: Info,
+        direction: ConnectorDirectionArgument = None,
+        first: FirstArgument = DEFAULT_PAGE_SIZE,
+        after: AfterArgument = None,
+    ) -> ConnectorConnection:
+        check_page_size(first)
+        after_key = None if after is None else decode_cursor(CONNECTORS_PAGE, after,
+                                                             CONNECTOR_CURSOR)
+        kept = [
+            connector for connector in _by_name(await info.context.loaders.connectors())
+            if direction is None or connector.direction is direction
+        ]
+        page = page_of(following(kept, _connector_key, after_key), _connector_key,
+                       CONNECTORS_PAGE, first, after_given=after is not None)
+        return ConnectorConnection(
+            edges=[ConnectorEdge(cursor=cursor, node=Connector.from_domain(connector))
+                   for cursor, connector in page.items],
+            page_info=page.page_info(),
+            total_count=len(kept),
+        )
+
+    @resolved_field(
+        description="The organization's connectors, ordered by name.",
+        deprecation_reason="Use allConnectors, a cursor connection of the same connectors.",
+    )
     async def connectors(
         self, info: Info, direction: ConnectorDirectionArgument = None
     ) -> list[Connector]:
@@ -627,8 +778,44 @@ class Query:
     @resolved_field(
         description=(
             "The failure details of the SMTP TLS reports whose date range starts in the range, "
-            "by day, policy domain, report id and their order in the report."
+            "by day, policy domain, report id and their order in the report, as a cursor "
+            f"connection: `first` of them ({DEFAULT_PAGE_SIZE} unless given) after the cursor "
+            "`after`."
         )
+    )
+    async def all_tls_failures(
+        self,
+        info: Info,
+        start: StartArgument = None,
+        end: EndArgument = None,
+        policy_domain: PolicyDomainArgument = None,
+        result_type: ResultTypeArgument = None,
+        first: FirstArgument = DEFAULT_PAGE_SIZE,
+        after: AfterArgument = None,
+    ) -> TlsFailureConnection:
+        tls_query = _tls_query(info, start, end, policy_domain)
+        check_page_size(first)
+        after_key = None if after is None else _failure_key(after)
+        failures = await info.context.loaders.tls_failures.load(tls.TlsFailureQuery(
+            tls_query, tls.check_result_type(result_type), after=after_key, limit=first + 1,
+        ))
+        page = page_of(failures, _failure_sort_key, TLS_FAILURES_PAGE, first,
+                       after_given=after is not None)
+        return TlsFailureConnection(
+            edges=[TlsFailureEdge(cursor=cursor, node=TlsFailure.from_report(failure))
+                   for cursor, failure in page.items],
+            page_info=page.page_info(),
+        )
+
+    @resolved_field(
+        description=(
+            "The failure details of the SMTP TLS reports whose date range starts in the range, "
+            "by day, policy domain, report id and their order in the report."
+        ),
+        deprecation_reason=(
+            "Use allTlsFailures, a cursor connection of the same failure details: their "
+            "number grows with the reports received."
+        ),
     )
     async def tls_failures(
         self,
@@ -979,7 +1166,42 @@ def _tls_query(
 
 
 def _by_name(connectors: list[domain.Connector]) -> list[domain.Connector]:
-    return sorted(connectors, key=lambda connector: (connector.name.casefold(), connector.name))
+    return sorted(connectors, key=_connector_key)
+
+
+def _connector_key(connector: domain.Connector) -> SortKey:
+    return (connector.name.casefold(), connector.name, connector.id)
+
+
+def _failure_sort_key(failure: tls.TlsFailure) -> SortKey:
+    return (failure.day.isoformat(), failure.policy_domain, failure.report_id,
+            failure.policy_index, failure.failure_index)
+
+
+def _failure_key(cursor: str) -> tls.FailureKey:
+    day, policy_domain, report_id, policy_index, failure_index = decode_cursor(
+        TLS_FAILURES_PAGE, cursor, TLS_FAILURE_CURSOR)
+    try:
+        parsed_day = datetime.date.fromisoformat(str(day))
+    except ValueError:
+        raise bad_cursor(TLS_FAILURES_PAGE, cursor) from None
+    return tls.FailureKey(parsed_day, str(policy_domain), str(report_id),
+                          int(policy_index), int(failure_index))
+
+
+async def _node(info: Info, global_id: str) -> Node | None:
+    global_id_type(global_id, NODE_TYPES)
+    connector_id = decode_global_id(CONNECTOR, global_id)
+    for connector in await info.context.loaders.connectors():
+        if connector.id == connector_id:
+            return Connector.from_domain(connector)
+    return None
+
+
+def _too_many_ids(count: int) -> TooManyIdsError:
+    return TooManyIdsError(
+        f"nodes was given {count} ids; it takes {MAX_NODES} at most: ask in several requests"
+    )
 
 
 async def _find_connector(info: Info, global_id: str) -> domain.Connector:
@@ -1134,7 +1356,37 @@ def _live(info: Info) -> SubscriptionContext:
 
 
 class MailflowSchema(strawberry.Schema):
-    """The strawberry schema, leaving error logging to the error boundary."""
+    """The strawberry schema, leaving error logging to the error boundary.
+
+    Federation's key on Connector is left out: its directive and the scalar it takes are
+    removed from the built schema, so that SDL and introspection show none of it.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Federation directive found", UserWarning)
+            super().__init__(**options)
+        built = self._schema
+        built.directives = tuple(
+            directive for directive in built.directives if directive.name != "key"
+        )
+        built.type_map.pop("_FieldSet", None)
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log nothing here: ErrorBoundary logs unexpected errors with the request id."""
+
+    def as_str(self) -> str:
+        """The SDL as introspection shows it: federation's keys are not part of it."""
+        return print_schema(lexicographic_sort_schema(self._schema))
+
+    __str__ = as_str
+
+
+class FederatedSchema(strawberry.federation.Schema):
+    """The schema as an Apollo Federation 2 subgraph: connectors are entities keyed by id,
+    and ``_service { sdl }`` and ``_entities`` answer a gateway."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -1154,10 +1406,20 @@ class MailflowSchema(strawberry.Schema):
             ]
 
 
-schema = MailflowSchema(
-    query=Query,
-    mutation=Mutation,
-    subscription=Subscription,
-    extensions=[QueryLimits, ErrorBoundary, Introspection, live.SubscriptionsOverWebSocket],
-    config=StrawberryConfig(scalar_map={Long: LONG_SCALAR, datetime.date: DATE_SCALAR}),
-)
+EXTENSIONS = [QueryLimits, ErrorBoundary, Introspection, live.SubscriptionsOverWebSocket]
+CONFIG = StrawberryConfig(scalar_map={Long: LONG_SCALAR, datetime.date: DATE_SCALAR})
+
+schema = MailflowSchema(query=Query, mutation=Mutation, subscription=Subscription,
+                        extensions=EXTENSIONS, config=CONFIG)
+
+
+@cache
+def federated_schema() -> FederatedSchema:
+    """The schema of a federation subgraph, built once when a server asks for it."""
+    return FederatedSchema(query=Query, mutation=Mutation, subscription=Subscription,
+                           extensions=EXTENSIONS, config=CONFIG)
+
+
+def schema_for(settings: Settings) -> strawberry.Schema:
+    """The schema a server with ``settings`` serves: a federation subgraph's when asked."""
+    return federated_schema() if settings.federation else schema

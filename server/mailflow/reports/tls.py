@@ -34,11 +34,26 @@ class TlsQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class FailureKey:
+    """Where a failure detail stands in the order reports list them: day, policy domain,
+    report id, policy and failure; all None for "from the start"."""
+
+    day: date | None
+    policy_domain: str | None
+    report_id: str | None
+    policy_index: int | None
+    failure_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class TlsFailureQuery:
-    """Failure details of a TlsQuery, of one result type or all (None)."""
+    """Failure details of a TlsQuery, of one result type or all (None); those after the
+    failure keyed ``after`` and ``limit`` at most, when given."""
 
     tls_query: TlsQuery
     result_type: str | None = None
+    after: FailureKey | None = None
+    limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +110,8 @@ class TlsFailure:
 
     day: date
     report_id: str
+    policy_index: int
+    failure_index: int
     reporting_organization: str
     contact_info: str | None
     policy_domain: str
@@ -188,10 +205,13 @@ async def fetch_tls_failures(
 ) -> list[TlsFailure]:
     """The failure details, by day, policy domain, report id and their place in the report."""
     tls_query = failure_query.tls_query
+    after = failure_query.after or FailureKey(None, None, None, None, None)
     rows = await connection.fetch(
         query("report_tls_failures"),
         organization_id, tls_query.window.start, tls_query.window.end,
         tls_query.policy_domain, failure_query.result_type,
+        after.day, after.policy_domain, after.report_id, after.policy_index, after.failure_index,
+        failure_query.limit,
     )
     return [_failure(row) for row in rows]
 
@@ -200,6 +220,8 @@ def _failure(row: asyncpg.Record) -> TlsFailure:
     return TlsFailure(
         day=row["day"],
         report_id=row["report_id"],
+        policy_index=row["policy_index"],
+        failure_index=row["failure_index"],
         reporting_organization=row["reporting_organization"],
         contact_info=row["contact_info"],
         policy_domain=row["policy_domain"],
