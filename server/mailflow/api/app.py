@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -47,8 +48,11 @@ from mailflow.api.errors import (
     log_unavailable,
     unavailable_response,
 )
+from mailflow.api.export import ExportEndpoint
 from mailflow.api.graphiql import graphiql_page, graphiql_routes
+from mailflow.api.health import Readiness, healthz
 from mailflow.api.ingest import IngestEndpoint
+from mailflow.api.metrics import Metrics
 from mailflow.api.ratelimit import RateLimit
 from mailflow.api.schema import schema
 from mailflow.reports.loaders import ReportLoaders
@@ -198,19 +202,50 @@ def create_app(
 ) -> Starlette:
     """The API on ``pool``; without a token, requests read ``demo_organization_id`` if given."""
     endpoint = GraphQLEndpoint(pool, settings, demo_organization_id)
-    ingest = IngestEndpoint(pool)
     limit = None if settings.rate_limit == "off" else RateLimit(settings.rate_limit)
+    metrics = Metrics(pool, token=_secret(settings.metrics_token))
+    ingest = IngestEndpoint(pool, on_push=metrics.record_push)
+    export = ExportEndpoint(pool, settings, demo_organization_id)
     return Starlette(
         routes=[
             Route("/", _to_graphql, methods=["GET", "HEAD"]),
-            Route("/graphql", _limited(limit, endpoint.handle), methods=["GET", "POST"],
-                  name="graphql"),
-            Route("/ingest", _limited(limit, _identified(ingest.handle)), methods=["POST"],
-                  name="ingest"),
+            Route("/graphql", metrics.measured("graphql", metrics.graphql(
+                _limited(limit, endpoint.handle))), methods=["GET", "POST"], name="graphql"),
+            Route("/ingest", metrics.measured("ingest", _limited(limit, _identified(
+                ingest.handle))), methods=["POST"], name="ingest"),
+            *_export_routes(export, metrics, limit),
+            *_operations_routes(pool, settings, metrics),
             *(graphiql_routes() if settings.graphiql else []),
         ],
         middleware=_cross_origin(settings),
     )
+
+
+def _export_routes(
+    export: ExportEndpoint, metrics: Metrics, limit: RateLimit | None
+) -> list[Route]:
+    """The CSV exports, behind the rate limit like /graphql."""
+    return [
+        Route(f"/export/{name}.csv", metrics.measured(f"export/{name}", _limited(
+            limit, _identified(handler))), methods=["GET"], name=f"export-{name}")
+        for name, handler in (("connector-report", export.connector_report),
+                              ("tls-usage", export.tls_usage))
+    ]
+
+
+def _operations_routes(pool: asyncpg.Pool, settings: Settings, metrics: Metrics) -> list[Route]:
+    """Health checks and metrics, outside the rate limit."""
+    routes = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"], name="healthz"),
+        Route("/readyz", Readiness(pool).handle, methods=["GET", "HEAD"], name="readyz"),
+    ]
+    if settings.metrics:
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"], name="metrics"))
+    return routes
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 def _cross_origin(settings: Settings) -> list[Middleware]:

@@ -28,6 +28,7 @@ from mailflow.api.errors import ErrorBoundary
 from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id, shown_id
 from mailflow.api.introspection import Introspection
 from mailflow.api.limits import QueryLimits
+from mailflow.api.metrics import OperationMetrics
 from mailflow.api.scalars import DATE_SCALAR, LONG_SCALAR, Long
 from mailflow.reports import breakdown, series, tls
 from mailflow.reports.errors import ConflictingFiltersError, ConnectorNotFoundError
@@ -1036,6 +1037,6 @@ class MailflowSchema(strawberry.Schema):
 schema = MailflowSchema(
     query=Query,
     mutation=Mutation,
-    extensions=[QueryLimits, ErrorBoundary, Introspection],
+    extensions=[QueryLimits, ErrorBoundary, Introspection, OperationMetrics],
     config=StrawberryConfig(scalar_map={Long: LONG_SCALAR, datetime.date: DATE_SCALAR}),
 )
