@@ -55,6 +55,7 @@ from mailflow.api.ingest import IngestEndpoint
 from mailflow.api.metrics import Metrics
 from mailflow.api.ratelimit import RateLimit
 from mailflow.api.schema import schema
+from mailflow.logs import request_logged_as
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import utc_today
 from mailflow.settings import Settings
@@ -138,7 +139,8 @@ class GraphQLEndpoint:
         request_id = _request_id(request)
         request.state.request_id = request_id
         try:
-            response = await self._answer(request, request_id)
+            with request_logged_as(request_id):
+                response = await self._answer(request, request_id)
         except UnauthenticatedError as error:
             response = unauthenticated_response(error)
         except ForbiddenError as error:
@@ -286,7 +288,8 @@ def _identified(
     async def handle(request: Request) -> Response:
         request_id = _request_id(request)
         request.state.request_id = request_id
-        response = await handler(request)
+        with request_logged_as(request_id):
+            response = await handler(request)
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
 

@@ -9,6 +9,7 @@ balancer are scraped one by one; prometheus_client's multiprocess mode is not us
 from __future__ import annotations
 
 import hmac
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -43,6 +44,7 @@ OPERATION_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")
 ANONYMOUS = "anonymous"  # a document whose operation has no name
 UNKNOWN = "unknown"  # refused before its document was read (rate limit, token, body)
 OTHER = "other"
+INGEST_RESULTS = ("accepted", "duplicate", "rejected")
 
 
 @dataclass
@@ -104,12 +106,15 @@ class Metrics:
             "mailflow_ingest_records", "Records pushed to POST /ingest, by what became of them.",
             ["result"], registry=self.registry,
         )
+        for result in INGEST_RESULTS:
+            self.ingest_records.labels(result)  # shown as 0 before the first push
         self.rollup_lag = Gauge(
             "mailflow_rollup_lag_seconds",
             "For the last batch pushed to this process: seconds from its newest message "
             "fact's time to the commit of the facts with their daily rollups.",
             registry=self.registry,
         )
+        self.rollup_lag.set(math.nan)  # unknown until this process stores a push
         self.rollup_committed = Gauge(
             "mailflow_rollup_last_commit_timestamp_seconds",
             "Unix time of the last commit of pushed facts and their daily rollups.",
