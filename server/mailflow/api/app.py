@@ -6,6 +6,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import asyncpg
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
@@ -55,12 +56,16 @@ from mailflow.api.ingest import IngestEndpoint
 from mailflow.api.metrics import Metrics
 from mailflow.api.ratelimit import RateLimit
 from mailflow.api.schema import schema
+from mailflow.api.tracing import provider_from_environment, tracing_middleware, tracing_requested
 from mailflow.logs import request_logged_as
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import utc_today
 from mailflow.settings import Settings
 from mailflow.store.availability import is_database_unavailable, pooled
 from mailflow.store.isolation import enter_organization, service_transaction
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("mailflow.api")
 
@@ -200,9 +205,19 @@ class GraphQLEndpoint:
 
 
 def create_app(
-    pool: asyncpg.Pool, settings: Settings, *, demo_organization_id: int | None = None
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    demo_organization_id: int | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Starlette:
-    """The API on ``pool``; without a token, requests read ``demo_organization_id`` if given."""
+    """The API on ``pool``; without a token, requests read ``demo_organization_id`` if given.
+
+    Spans go to ``tracer_provider``, or, when OpenTelemetry's variables ask for tracing, to
+    the exporters they name.
+    """
+    if tracer_provider is None and tracing_requested():
+        tracer_provider = provider_from_environment()
     endpoint = GraphQLEndpoint(pool, settings, demo_organization_id)
     limit = None if settings.rate_limit == "off" else RateLimit(settings.rate_limit)
     metrics = Metrics(pool, token=_secret(settings.metrics_token))
@@ -219,7 +234,10 @@ def create_app(
             *_operations_routes(pool, settings, metrics),
             *(graphiql_routes() if settings.graphiql else []),
         ],
-        middleware=_cross_origin(settings),
+        middleware=[
+            *([] if tracer_provider is None else [tracing_middleware(tracer_provider)]),
+            *_cross_origin(settings),
+        ],
     )
 
 
