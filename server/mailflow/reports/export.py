@@ -3,9 +3,9 @@ the daily rollups as a stream."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import asyncpg
 
@@ -15,8 +15,10 @@ from mailflow.reports.ranges import DateRange
 from mailflow.store.connection import Connection
 from mailflow.store.sql import query
 
-# Rows read from PostgreSQL per round trip while the export streams.
-PREFETCH_ROWS = 500
+# Days read per statement while an export streams: at most 7 x 2 x 101 rows (both directions,
+# 100 connectors and no connector) are held at a time. Statements, not a cursor: asyncpg names
+# a cursor's statement, which a pooler in transaction mode may not keep (see README).
+DAYS_PER_READ = 7
 
 _TLS_COLUMNS = (
     (TlsVersion.NONE, "no_tls"),
@@ -49,16 +51,24 @@ async def connector_days(
     connection: Connection, organization_id: int, window: DateRange, flow_filter: FlowFilter
 ) -> AsyncIterator[ConnectorDay]:
     """The organization's connector days in ``window`` that ``flow_filter`` keeps, ordered by
-    day, direction and connector name (no connector last). Runs inside a transaction."""
+    day, direction and connector name (no connector last), read a few days at a time."""
     direction = flow_filter.direction.value if flow_filter.direction else None
-    rows = connection.cursor(
-        query("export_connector_days"),
-        organization_id, window.start, window.end,
-        direction, flow_filter.connector_id, flow_filter.no_connector,
-        prefetch=PREFETCH_ROWS,
-    )
-    async for row in rows:
-        yield _connector_day(row)
+    for days in _chunks(window, DAYS_PER_READ):
+        rows = await connection.fetch(
+            query("export_connector_days"),
+            organization_id, days.start, days.end,
+            direction, flow_filter.connector_id, flow_filter.no_connector,
+        )
+        for row in rows:
+            yield _connector_day(row)
+
+
+def _chunks(window: DateRange, days: int) -> Iterator[DateRange]:
+    start = window.start
+    while start <= window.end:
+        end = min(start + timedelta(days=days - 1), window.end)
+        yield DateRange(start, end)
+        start = end + timedelta(days=1)
 
 
 def _connector_day(row: asyncpg.Record) -> ConnectorDay:
