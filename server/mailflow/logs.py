@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TextIO
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "message")
 JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+UNLOGGED_KEYS = ("color_message",)  # uvicorn's message again, with terminal colours
 
 _request_id: ContextVar[str | None] = ContextVar("mailflow_request_id", default=None)
 
@@ -56,6 +58,7 @@ def log_handler(log_format: str, stream: TextIO) -> logging.Handler:
     if uses_json(log_format, stream):
         handler.setFormatter(JsonFormatter(
             list(JSON_FIELDS), rename_fields=JSON_NAMES, json_ensure_ascii=False,
+            reserved_attrs=[*RESERVED_ATTRS, *UNLOGGED_KEYS],
         ))
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))

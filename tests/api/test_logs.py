@@ -51,7 +51,8 @@ def test_a_json_line_has_time_level_logger_message_and_extra_keys() -> None:
     logger.propagate = False
     try:
         with request_logged_as("req-12345678"):
-            logger.warning("stored %d facts", 3, extra={"accepted": 3})
+            logger.warning("stored %d facts", 3,
+                           extra={"accepted": 3, "color_message": "\x1b[1mstored\x1b[0m"})
         logger.warning("outside a request")
     finally:
         logger.handlers.clear()
@@ -64,6 +65,7 @@ def test_a_json_line_has_time_level_logger_message_and_extra_keys() -> None:
     assert inside["request_id"] == "req-12345678"
     assert inside["accepted"] == 3
     assert "time" in inside
+    assert "color_message" not in inside, "uvicorn's coloured copy of the message is left out"
     assert "request_id" not in outside
 
 
