@@ -287,3 +287,22 @@ async def test_exports_count_against_the_rate_limit(
                     for _ in range(3)]
 
     assert statuses == [200, 200, 429]
+
+
+async def test_an_export_is_503_when_the_database_cannot_be_reached() -> None:
+    # Nothing listens on port 9 of this machine: connections are refused.
+    pool = await asyncpg.create_pool("postgresql://nobody@127.0.0.1:9/none", min_size=0)
+    assert pool is not None
+    app = create_app(pool, Settings(rate_limit="off"))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://testserver") as client:
+            response = await client.get("/export/connector-report.csv",
+                                        headers={"Authorization": "Bearer any"})
+    finally:
+        await pool.close()
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json()["errors"][0]["extensions"]["code"] == "DATABASE_UNAVAILABLE"
+    assert "127.0.0.1" not in response.text

@@ -65,6 +65,17 @@ async def test_readyz_is_503_naming_a_migration_not_applied(
     assert (await client.get("/healthz")).status_code == 200
 
 
+async def test_readyz_is_503_when_an_applied_migration_was_changed(
+    pool: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    await pool.execute("UPDATE schema_migrations SET checksum = 'changed' WHERE version = 1")
+
+    answer = await client.get("/readyz")
+
+    assert answer.status_code == 503
+    assert "0001_initial was changed after it was applied" in answer.json()["reason"]
+
+
 async def test_readyz_is_503_when_the_database_cannot_be_reached() -> None:
     # Nothing listens on port 9 of this machine: connections are refused.
     pool = await asyncpg.create_pool("postgresql://nobody@127.0.0.1:9/none", min_size=0)
@@ -90,6 +101,7 @@ async def test_metrics_count_requests_by_operation_and_outcome_after_a_few_reque
         await api.data("query Dashboard { connectors { name } }")
     await api.error("query Broken { mailFlow(start: $nope) { date } }")
     await api.post("{ connectors { name } }", token="not-a-token")
+    await api.client.get("/export/tls-usage.csv", headers={"Authorization": f"Bearer {api.token}"})
 
     text = (await api.client.get("/metrics")).text
     found = samples(text)
@@ -104,6 +116,8 @@ async def test_metrics_count_requests_by_operation_and_outcome_after_a_few_reque
                   (("operation", "Dashboard"),))] == 3
     assert found[("mailflow_http_requests_total",
                   (("route", "graphql"), ("status", "200")))] == 4
+    assert found[("mailflow_http_requests_total",
+                  (("route", "export/tls-usage"), ("status", "200")))] == 1
     assert found[("mailflow_db_pool_max_size", ())] == 4
     assert found[("mailflow_db_pool_in_use", ())] == 0
     assert found[("mailflow_db_pool_size", ())] >= 1
