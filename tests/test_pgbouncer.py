@@ -167,6 +167,15 @@ def ask(url: str, token: str, query: str) -> dict[str, Any]:
     return body
 
 
+def export(url: str, token: str) -> str:
+    """The connector report CSV of January 2021, read over several statements."""
+    response = httpx.get(url.removesuffix("/graphql") + "/export/connector-report.csv",
+                         params={"start": "2021-01-01", "end": "2021-01-31"},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
 def test_the_server_behind_pgbouncer_ingests_and_answers_as_when_connected_directly(
     pgbouncer: PgBouncer, database_url: str, tmp_path: Path
 ) -> None:
@@ -185,12 +194,16 @@ def test_the_server_behind_pgbouncer_ingests_and_answers_as_when_connected_direc
                                   range(6)))
         pushed_again = push(url, ingest_token, range(0, 1200, 5))
         answers = list(threads.map(lambda _: ask(url, viewer_token, EVERY_REPORT), range(24)))
+        exports = list(threads.map(lambda _: export(url, viewer_token), range(6)))
     with serving(direct) as url:
         answer_direct = ask(url, viewer_token, EVERY_REPORT)
+        export_direct = export(url, viewer_token)
 
     assert [summary["accepted"] for summary in pushes] == [200] * 6
     assert pushed_again == {"accepted": 0, "duplicates": 240, "rejected": 0, "rejections": []}
     assert all(answer == answer_direct for answer in answers)
+    assert all(csv == export_direct for csv in exports)
+    assert sum(int(line.rsplit(",", 1)[1]) for line in export_direct.splitlines()[1:]) == 1200
     data = answer_direct["data"]
     assert sum(point["messages"] for point in data["mailFlow"]) == 1200
     assert data["tlsBreakdown"]["total"] == 1200

@@ -95,11 +95,9 @@ def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from mailflow.logs import configure_logging
+
+    configure_logging(settings.log_level.upper(), settings.log_format, sys.stderr)
 
 
 @app.callback()

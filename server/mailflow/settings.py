@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import limits
 import platformdirs
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -124,6 +124,16 @@ class Settings(BaseSettings):
         description="Most query text the persisted query store keeps in memory, in bytes.",
     )
 
+    # Operations: metrics, logs (tracing follows OpenTelemetry's own OTEL_* variables).
+    metrics: bool = Field(default=True, description="Whether GET /metrics answers.")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="A bearer token that GET /metrics requires; none by default."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json: one JSON object a line; text: for people; auto: text on a terminal.",
+    )
+
     @field_validator("database_url", "listen_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
@@ -136,6 +146,16 @@ class Settings(BaseSettings):
                 "for the embedded database"
             )
         return value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _no_token_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("data_dir", mode="before")
     @classmethod

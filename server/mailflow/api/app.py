@@ -6,9 +6,11 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import asyncpg
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -47,18 +49,26 @@ from mailflow.api.errors import (
     log_unavailable,
     unavailable_response,
 )
+from mailflow.api.export import ExportEndpoint
 from mailflow.api.graphiql import graphiql_page, graphiql_routes
+from mailflow.api.health import Readiness, healthz
 from mailflow.api.ingest import IngestEndpoint
 from mailflow.api.live import LiveEndpoint
+from mailflow.api.metrics import Metrics
 from mailflow.api.persisted import PersistedQueries, refuse_persisted
 from mailflow.api.ratelimit import RateLimit
 from mailflow.api.schema import schema_for
+from mailflow.api.tracing import provider_from_environment, tracing_middleware, tracing_requested
+from mailflow.logs import request_logged_as
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import utc_today
 from mailflow.rollups.changes import RollupChanges
 from mailflow.settings import Settings
 from mailflow.store.availability import is_database_unavailable, pooled
 from mailflow.store.isolation import enter_organization, service_transaction
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("mailflow.api")
 
@@ -150,7 +160,8 @@ class GraphQLEndpoint:
         request_id = _request_id(request)
         request.state.request_id = request_id
         try:
-            response = await self._answer(request, request_id)
+            with request_logged_as(request_id):
+                response = await self._answer(request, request_id)
         except UnauthenticatedError as error:
             response = unauthenticated_response(error)
         except ForbiddenError as error:
@@ -210,29 +221,73 @@ class GraphQLEndpoint:
 
 
 def create_app(
-    pool: asyncpg.Pool, settings: Settings, *, demo_organization_id: int | None = None,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    demo_organization_id: int | None = None,
     changes: RollupChanges | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Starlette:
     """The API on ``pool``; without a token, requests read ``demo_organization_id`` if given.
-    With ``changes``, subscriptions are served over WebSocket at /graphql."""
+
+    With ``changes``, subscriptions are served over WebSocket at /graphql. Spans go to
+    ``tracer_provider``, or, when OpenTelemetry's variables ask for tracing, to the exporters
+    they name.
+    """
+    if tracer_provider is None and tracing_requested():
+        tracer_provider = provider_from_environment()
     endpoint = GraphQLEndpoint(pool, settings, demo_organization_id)
-    ingest = IngestEndpoint(pool)
     limit = None if settings.rate_limit == "off" else RateLimit(settings.rate_limit)
     live = None if changes is None else LiveEndpoint(
         schema_for(settings), pool, settings, changes, limit, demo_organization_id
     )
+    metrics = Metrics(pool, token=_secret(settings.metrics_token))
+    ingest = IngestEndpoint(pool, on_push=metrics.record_push)
+    export = ExportEndpoint(pool, settings, demo_organization_id)
     return Starlette(
         routes=[
             Route("/", _to_graphql, methods=["GET", "HEAD"]),
-            Route("/graphql", _limited(limit, endpoint.handle), methods=["GET", "POST"],
-                  name="graphql"),
+            Route("/graphql", metrics.measured("graphql", metrics.graphql(
+                _limited(limit, endpoint.handle))), methods=["GET", "POST"], name="graphql"),
             *([] if live is None else [WebSocketRoute("/graphql", live.handle)]),
-            Route("/ingest", _limited(limit, _identified(ingest.handle)), methods=["POST"],
-                  name="ingest"),
+            Route("/ingest", metrics.measured("ingest", _limited(limit, _identified(
+                ingest.handle))), methods=["POST"], name="ingest"),
+            *_export_routes(export, metrics, limit),
+            *_operations_routes(pool, settings, metrics),
             *(graphiql_routes() if settings.graphiql else []),
         ],
-        middleware=_cross_origin(settings),
+        middleware=[
+            *([] if tracer_provider is None else [tracing_middleware(tracer_provider)]),
+            *_cross_origin(settings),
+        ],
     )
+
+
+def _export_routes(
+    export: ExportEndpoint, metrics: Metrics, limit: RateLimit | None
+) -> list[Route]:
+    """The CSV exports, behind the rate limit like /graphql."""
+    return [
+        Route(f"/export/{name}.csv", metrics.measured(f"export/{name}", _limited(
+            limit, _identified(handler))), methods=["GET"], name=f"export-{name}")
+        for name, handler in (("connector-report", export.connector_report),
+                              ("tls-usage", export.tls_usage))
+    ]
+
+
+def _operations_routes(pool: asyncpg.Pool, settings: Settings, metrics: Metrics) -> list[Route]:
+    """Health checks and metrics, outside the rate limit."""
+    routes = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"], name="healthz"),
+        Route("/readyz", Readiness(pool).handle, methods=["GET", "HEAD"], name="readyz"),
+    ]
+    if settings.metrics:
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"], name="metrics"))
+    return routes
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 def _cross_origin(settings: Settings) -> list[Middleware]:
@@ -273,7 +328,8 @@ def _identified(
     async def handle(request: Request) -> Response:
         request_id = _request_id(request)
         request.state.request_id = request_id
-        response = await handler(request)
+        with request_logged_as(request_id):
+            response = await handler(request)
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
 

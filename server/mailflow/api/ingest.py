@@ -10,7 +10,7 @@ not limited by memory. The answer counts the records accepted (newly stored), du
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 from starlette.requests import ClientDisconnect, Request
@@ -49,12 +49,23 @@ RECORD_KINDS = {
 class IngestEndpoint:
     """Serves POST /ingest for tokens with the ingest role."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, on_push: Callable[[PushResult], None] | None = None
+    ) -> None:
         self.pool = pool
+        self.on_push = on_push
 
     async def handle(self, request: Request) -> Response:
-        request_id = request.state.request_id
+        """Store the pushed records; ``on_push`` learns what was committed, whatever the end."""
         result = PushResult()
+        try:
+            return await self._push(request, result)
+        finally:
+            if self.on_push is not None:
+                self.on_push(result)
+
+    async def _push(self, request: Request, result: PushResult) -> Response:
+        request_id = request.state.request_id
         try:
             kind = record_kind(request)
             chunks = decoded_body(request)

@@ -38,6 +38,7 @@ from mailflow.api.ids import (
 )
 from mailflow.api.introspection import Introspection
 from mailflow.api.limits import QueryLimits
+from mailflow.api.metrics import OperationMetrics
 from mailflow.api.pages import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -1406,7 +1407,9 @@ class FederatedSchema(strawberry.federation.Schema):
             ]
 
 
-EXTENSIONS = [QueryLimits, ErrorBoundary, Introspection, live.SubscriptionsOverWebSocket]
+EXTENSIONS = [
+    QueryLimits, ErrorBoundary, Introspection, live.SubscriptionsOverWebSocket, OperationMetrics,
+]
 CONFIG = StrawberryConfig(scalar_map={Long: LONG_SCALAR, datetime.date: DATE_SCALAR})
 
 schema = MailflowSchema(query=Query, mutation=Mutation, subscription=Subscription,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -45,6 +46,9 @@ class PushResult:
     duplicates: int = 0
     rejected: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    # The last batch committed: when, and the time of its newest message fact.
+    committed_at: datetime | None = None
+    newest_fact_at: datetime | None = None
 
     def reject(self, rejection: Rejection) -> None:
         self.rejected += 1
@@ -95,6 +99,8 @@ async def _store(
                               batch_size=len(batch))
     result.accepted += stored.inserted
     result.duplicates += stored.duplicates
+    result.committed_at = datetime.now(UTC)
+    result.newest_fact_at = max(fact.occurred_at for fact in batch)
 
 
 async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, str | None]]:
