@@ -1377,6 +1377,7 @@ class MailflowSchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """Log nothing here: ErrorBoundary logs unexpected errors with the request id."""
+        _code_subscription_errors(errors, execution_context)
 
     def as_str(self) -> str:
         """The SDL as introspection shows it: federation's keys are not part of it."""
@@ -1392,19 +1393,25 @@ class FederatedSchema(strawberry.federation.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log nothing here: ErrorBoundary logs unexpected errors with the request id.
+        """Log nothing here: ErrorBoundary logs unexpected errors with the request id."""
+        _code_subscription_errors(errors, execution_context)
 
-        A subscription's errors pass by ErrorBoundary, so they get their ``extensions.code``
-        here: those without a field path are about the document (its stream's own errors
-        have their code already).
-        """
-        context = None if execution_context is None else execution_context.context
-        if isinstance(context, SubscriptionContext):
-            errors[:] = [
-                error if has_code(error) else client_error(
-                    error, executing=error.path is not None, request_id=context.request_id)
-                for error in errors
-            ]
+
+def _code_subscription_errors(
+    errors: list[GraphQLError], execution_context: ExecutionContext | None
+) -> None:
+    """Give a subscription's errors their ``extensions.code``: they pass by ErrorBoundary.
+
+    Those without a field path are about the document (its stream's own errors have their
+    code already).
+    """
+    context = None if execution_context is None else execution_context.context
+    if isinstance(context, SubscriptionContext):
+        errors[:] = [
+            error if has_code(error) else client_error(
+                error, executing=error.path is not None, request_id=context.request_id)
+            for error in errors
+        ]
 
 
 EXTENSIONS = [
