@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     pool_min_size: int = Field(default=1, ge=0, description="Connections the pool keeps open.")
     pool_max_size: int = Field(default=10, ge=1, description="Most connections the pool opens.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    # The response cache: answers of queries kept per organization and report version.
+    response_cache: bool = Field(
+        default=True,
+        description="Whether query answers are cached until the organization's reports change.",
+    )
+    response_cache_mb: int = Field(
+        default=64, ge=1, description="Most megabytes of answers the response cache holds."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -6,9 +6,11 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import date
 
 import asyncpg
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
+from graphql import OperationType, get_operation_ast
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -19,6 +21,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import SubscriptionExecutionResult
 
 from mailflow.api.auth import (
     ForbiddenError,
@@ -49,13 +52,18 @@ from mailflow.api.errors import (
 )
 from mailflow.api.graphiql import graphiql_page, graphiql_routes
 from mailflow.api.ingest import IngestEndpoint
+from mailflow.api.limits import parse_within
 from mailflow.api.ratelimit import RateLimit
+from mailflow.api.response_cache import AnswerKey, ResponseCache, answer_key
 from mailflow.api.schema import schema
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import utc_today
 from mailflow.settings import Settings
 from mailflow.store.availability import is_database_unavailable, pooled
+from mailflow.store.connection import Connection
 from mailflow.store.isolation import enter_organization, service_transaction
+from mailflow.store.report_versions import report_version
+from mailflow.store.tokens import Grant
 
 log = logging.getLogger("mailflow.api")
 
@@ -103,6 +111,27 @@ class GraphQLView(GraphQL[RequestContext, None]):
             raise unsupported_content_type(content_type)
         return from_json_body(await request.get_body())
 
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: RequestContext,
+        root_value: None,
+        sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        """Run the operation; note in ``request.state.cacheable`` a query answered without
+        errors, whose answer the response cache may keep."""
+        result = await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+        request.state.cacheable = (
+            isinstance(result, ExecutionResult) and not result.errors
+            and isinstance(request_data, GraphQLRequestData)
+            and _is_query(request_data, context.settings.max_query_tokens)
+        )
+        return result
+
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
@@ -128,6 +157,10 @@ class GraphQLEndpoint:
         self.settings = settings
         self.demo_organization_id = demo_organization_id
         self.view = GraphQLView(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+        self.cache = (
+            ResponseCache(settings.response_cache_mb * 1024 * 1024)
+            if settings.response_cache else None
+        )
 
     async def handle(self, request: Request) -> Response:
         """Answer one request; every answer carries its request id."""
@@ -167,6 +200,13 @@ class GraphQLEndpoint:
                 request, connection, demo_organization_id=self.demo_organization_id
             )
             await enter_organization(connection, grant.organization_id)
+            today = utc_today()
+            key = None
+            if self.cache is not None:
+                key = await self._answer_key(request, connection, grant, today)
+                if (body := self.cache.get(key)) is not None:
+                    return Response(body, media_type="application/json")
+
             context = RequestContext(
                 organization_id=grant.organization_id,
                 role=grant.role,
@@ -174,15 +214,31 @@ class GraphQLEndpoint:
                 settings=self.settings,
                 connection=connection,
                 loaders=ReportLoaders(connection, grant.organization_id),
-                today=utc_today(),
+                today=today,
             )
             try:
-                return await self.view.run(request, context=context)
+                response = await self.view.run(request, context=context)
             except HTTPException as error:
                 # strawberry's own refusals, such as an operationName the document lacks.
                 return JSONResponse(
                     error_body(error.reason, BAD_REQUEST), status_code=error.status_code
                 )
+            if self.cache is not None and key is not None and response.status_code == 200 \
+                    and request.state.cacheable:
+                self.cache.put(key, bytes(response.body))
+            return response
+
+    async def _answer_key(
+        self, request: Request, connection: Connection, grant: Grant, today: date
+    ) -> AnswerKey:
+        """The response cache's key for this request, at the organization's report version."""
+        version = await report_version(connection, grant.organization_id)
+        return answer_key(
+            grant.organization_id, version, role=grant.role, today=today,
+            method=request.method, content_type=request.headers.get("content-type", ""),
+            request=await request.body() if request.method == "POST"
+            else request.url.query.encode(),
+        )
 
     def _graphiql(self, request: Request) -> Response:
         if not self.settings.graphiql:
@@ -200,7 +256,7 @@ def create_app(
     endpoint = GraphQLEndpoint(pool, settings, demo_organization_id)
     ingest = IngestEndpoint(pool)
     limit = None if settings.rate_limit == "off" else RateLimit(settings.rate_limit)
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", _to_graphql, methods=["GET", "HEAD"]),
             Route("/graphql", _limited(limit, endpoint.handle), methods=["GET", "POST"],
@@ -211,6 +267,8 @@ def create_app(
         ],
         middleware=_cross_origin(settings),
     )
+    app.state.response_cache = endpoint.cache
+    return app
 
 
 def _cross_origin(settings: Settings) -> list[Middleware]:
@@ -256,6 +314,16 @@ def _identified(
         return response
 
     return handle
+
+
+def _is_query(request_data: GraphQLRequestData, max_tokens: int) -> bool:
+    """Whether the request's operation is a query (not a mutation or subscription); the
+    document was parsed, and cached, by the query limits before the operation ran."""
+    if request_data.query is None:
+        return False
+    document = parse_within(request_data.query, max_tokens)
+    operation = get_operation_ast(document, request_data.operation_name)
+    return operation is not None and operation.operation is OperationType.QUERY
 
 
 def _failure(error: Exception, request_id: str) -> Response:
