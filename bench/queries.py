@@ -53,7 +53,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time as day_time, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ from mailflow.store.organizations import OrganizationConfig, apply_organization
 from mailflow.store.tokens import TokenRole, create_token
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack_limit import dashboard  # noqa: E402
+from stack_limit import dashboard
 
 BENCH = Path(__file__).resolve().parent
 MAILFLOW = str(Path(sys.executable).parent / "mailflow")
@@ -366,7 +367,8 @@ def started(names: Sequence[str], dsn: str, directory: Path) -> Iterator[list[Ta
 def wait_until_listening(target: Target, port: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        assert target.process is not None and target.log is not None
+        assert target.process is not None
+        assert target.log is not None
         if target.process.poll() is not None:
             raise SystemExit(f"{target.name} exited: {target.log.read_text()[-2000:]}")
         with socket.socket() as probe:
