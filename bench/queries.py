@@ -12,6 +12,8 @@ request. The targets, each one process on 127.0.0.1 reading the same database:
 
 - ``mailflow``: ``mailflow serve`` as shipped (one uvicorn process, the response cache on);
 - ``mailflow-uncached``: the same with ``MAILFLOW_RESPONSE_CACHE=false``;
+- ``mailflow-points``: uncached too, asking ``volume`` (a point per day) where the others ask
+  ``volumeSeries`` (a list per figure);
 - ``postgraphile``: PostGraphile 4 with @graphile/pg-aggregates and
   postgraphile-plugin-connection-filter (installed with ``npm ci`` into bench/node_modules
   from bench/package-lock.json) on the same tables: the connectors, and the rollups grouped by
@@ -86,18 +88,23 @@ from stack_limit import dashboard
 BENCH = Path(__file__).resolve().parent
 MAILFLOW = str(Path(sys.executable).parent / "mailflow")
 POSTGRAPHILE = BENCH / "node_modules" / ".bin" / "postgraphile"
-TARGETS = ("mailflow", "mailflow-uncached", "postgraphile", "limit")
+TARGETS = ("mailflow", "mailflow-uncached", "mailflow-points", "postgraphile", "limit")
 WINDOW_DAYS = 30
 ORGANIZATION_PREFIX = "bench-"
 
 DASHBOARD = """query Dashboard($start: Date!, $end: Date!) {
   connectors {
     name
-    volume(start: $start, end: $end) { date messages byTls { version messages } }
+    volumeSeries(start: $start, end: $end) { dates messages byTls { version messages } }
     tlsBreakdown(start: $start, end: $end) { total versions { version messages percent } }
   }
   insights(start: $start, end: $end) { kind value connector { name } }
 }"""
+# The same with a point per day, each with its own list of TLS versions.
+DASHBOARD_POINTS = DASHBOARD.replace(
+    "volumeSeries(start: $start, end: $end) { dates messages byTls { version messages } }",
+    "volume(start: $start, end: $end) { date messages byTls { version messages } }",
+)
 
 POSTGRAPHILE_DASHBOARD = """query Dashboard($organization: BigInt!, $start: Date!, $end: Date!) {
   allConnectors(condition: {organizationId: $organization}) {
@@ -151,9 +158,10 @@ class Target:
         window = {"start": ask.window.start.isoformat(), "end": ask.window.end.isoformat()}
         json_type = {"Content-Type": "application/json"}
         if self.name.startswith("mailflow"):
+            document = DASHBOARD_POINTS if self.name == "mailflow-points" else DASHBOARD
             return HttpRequest("/graphql", {**json_type,
                                "Authorization": f"Bearer {ask.organization.token}"},
-                               json.dumps({"query": DASHBOARD, "variables": window}))
+                               json.dumps({"query": document, "variables": window}))
         if self.name == "postgraphile":
             variables = {"organization": str(ask.organization.id), **window}
             return HttpRequest("/graphql", json_type,
@@ -324,7 +332,7 @@ def command_of(name: str, port: int, dsn: str) -> tuple[list[str], dict[str, str
     env = {**os.environ, "DATABASE_URL": dsn}
     if name.startswith("mailflow"):
         env.update(MAILFLOW_RATE_LIMIT="off", MAILFLOW_LOG_LEVEL="WARNING",
-                   MAILFLOW_RESPONSE_CACHE="false" if name == "mailflow-uncached" else "true")
+                   MAILFLOW_RESPONSE_CACHE="true" if name == "mailflow" else "false")
         return [MAILFLOW, "serve", "--host", "127.0.0.1", "--port", str(port)], env
     if name == "postgraphile":
         env["NODE_ENV"] = "production"
@@ -391,7 +399,26 @@ def answer_of(target: Target, ask: Ask, client: httpx.Client) -> Any:
                          f"{response.text[:1000]}")
     if target.name == "postgraphile":
         return dashboard_of_postgraphile(body["data"], ask.window)
+    if target.name == "mailflow-points":
+        return flat(body)
     return body
+
+
+def flat(answer: Any) -> Any:
+    """An answer of the query with a point per day as the one with series reads."""
+    for connector in answer["data"]["connectors"]:
+        points = connector.pop("volume")
+        versions = [count["version"] for count in points[0]["byTls"]] if points else []
+        connector["volumeSeries"] = {
+            "dates": [point["date"] for point in points],
+            "messages": [point["messages"] for point in points],
+            "byTls": [
+                {"version": version,
+                 "messages": [point["byTls"][index]["messages"] for point in points]}
+                for index, version in enumerate(versions)
+            ],
+        }
+    return answer
 
 
 def dashboard_of_postgraphile(data: Any, window: DateRange) -> Any:
@@ -586,7 +613,7 @@ def medians(measurements: Sequence[Measurement]) -> dict[str, dict[str, float]]:
 def ratios(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
     """mailflow (with and without its response cache) against PostGraphile and the limit."""
     found: dict[str, Any] = {}
-    for mailflow in ("mailflow", "mailflow-uncached"):
+    for mailflow in ("mailflow", "mailflow-uncached", "mailflow-points"):
         if mailflow not in summary:
             continue
         ours = summary[mailflow]

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mailflow.domain import Connector
+from mailflow.domain import Connector, TlsVersion
 from mailflow.reports.breakdown import tls_breakdown
 from mailflow.reports.insights import Thresholds, connector_insights
 from mailflow.reports.queries import DailyTotal, fetch_connector_daily_totals
@@ -61,14 +61,18 @@ def dashboard(
 
 def _connector(connector: Connector, totals: list[DailyTotal], window: DateRange) -> Any:
     breakdown = tls_breakdown(totals)
+    points = daily_series(totals, window)
     return {
         "name": connector.name,
-        "volume": [
-            {"date": point.day.isoformat(), "messages": point.messages,
-             "byTls": [{"version": version.value, "messages": messages}
-                       for version, messages in point.messages_by_tls]}
-            for point in daily_series(totals, window)
-        ],
+        "volumeSeries": {
+            "dates": [point.day.isoformat() for point in points],
+            "messages": [point.messages for point in points],
+            "byTls": [
+                {"version": version.value,
+                 "messages": [point.messages_by_tls[index][1] for point in points]}
+                for index, version in enumerate(TlsVersion)
+            ],
+        },
         "tlsBreakdown": {
             "total": breakdown.total,
             "versions": [

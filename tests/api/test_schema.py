@@ -53,12 +53,13 @@ def test_the_schema_has_the_query_fields_front_ends_use() -> None:
     query = schema._schema.query_type
     assert query is not None
     assert list(query.fields) == [
-        "connectors", "connector", "mailFlow", "tlsBreakdown", "insights",
+        "connectors", "connector", "mailFlow", "mailFlowSeries", "tlsBreakdown", "insights",
         "tlsSessions", "tlsFailures", "acceptedDomains", "internalNetworks",
     ]
     assert list(schema._schema.type_map["Connector"].fields) == [  # type: ignore[union-attr]
         "id", "name", "direction", "kind", "requireTls", "senderDomains", "recipientDomains",
-        "clientIps", "smartHosts", "tlsCertNames", "routes", "volume", "tlsBreakdown", "insights",
+        "clientIps", "smartHosts", "tlsCertNames", "routes", "volume", "volumeSeries",
+        "tlsBreakdown", "insights",
     ]
 
 

@@ -226,6 +226,45 @@ class MailFlowPoint:
         )
 
 
+@strawberry.type(description="The messages of one TLS version per UTC day of a series' range.")
+class TlsSeries:
+    version: domain.TlsVersion = strawberry.field(description="The TLS version.")
+    messages: list[Long] = strawberry.field(
+        description="Messages that crossed with this version, one per day, in date order."
+    )
+
+
+@strawberry.type(
+    description=(
+        "Boundary mail per UTC day of a range as lists with one item per day, zeros included: "
+        "the figures of a list of MailFlowPoint in far fewer values, for long ranges."
+    )
+)
+class MailFlowSeries:
+    dates: list[datetime.date] = strawberry.field(description="Every UTC day of the range.")
+    messages: list[Long] = strawberry.field(description="Messages per day.")
+    recipients: list[Long] = strawberry.field(description="Recipients per day.")
+    bytes: list[Long] = strawberry.field(description="Bytes per day.")
+    by_tls: list[TlsSeries] = strawberry.field(
+        description="Messages per day of each TLS version: all six in enum order."
+    )
+
+    @classmethod
+    def from_report(cls, points: list[series.MailFlowPoint]) -> MailFlowSeries:
+        by_tls: dict[domain.TlsVersion, list[Long]] = {version: [] for version in domain.TlsVersion}
+        for point in points:
+            for version, messages in point.messages_by_tls:
+                by_tls[version].append(Long(messages))
+        return cls(
+            dates=[point.day for point in points],
+            messages=[Long(point.messages) for point in points],
+            recipients=[Long(point.recipients) for point in points],
+            bytes=[Long(point.bytes) for point in points],
+            by_tls=[TlsSeries(version=version, messages=counts)
+                    for version, counts in by_tls.items()],
+        )
+
+
 @strawberry.type(description="The messages of one TLS version and their share of all messages.")
 class TlsShare:
     version: domain.TlsVersion = strawberry.field(description="The TLS version.")
@@ -348,6 +387,17 @@ class Connector:
         window = info.context.window(start, end)
         totals = await self._totals(info, window)
         return [MailFlowPoint.from_report(point) for point in series.daily_series(totals, window)]
+
+    @resolved_field(
+        description="Its mail per UTC day of the range as lists, one item per day: `volume` "
+                    "in fewer values."
+    )
+    async def volume_series(
+        self, info: Info, start: StartArgument = None, end: EndArgument = None
+    ) -> MailFlowSeries:
+        window = info.context.window(start, end)
+        totals = await self._totals(info, window)
+        return MailFlowSeries.from_report(series.daily_series(totals, window))
 
     @resolved_field(description="Its messages per TLS version over the range.")
     async def tls_breakdown(
@@ -562,6 +612,26 @@ class Query:
         flow_filter = await _flow_filter(info, direction, connector_id, no_connector)
         totals = await info.context.loaders.flow_totals.load(FlowQuery(window, flow_filter))
         return [MailFlowPoint.from_report(point) for point in series.daily_series(totals, window)]
+
+    @resolved_field(
+        description=(
+            "`mailFlow` as lists with one item per day of the range, zeros included: the "
+            "same figures in fewer values, for long ranges."
+        )
+    )
+    async def mail_flow_series(
+        self,
+        info: Info,
+        start: StartArgument = None,
+        end: EndArgument = None,
+        direction: DirectionArgument = None,
+        connector_id: ConnectorIdArgument = None,
+        no_connector: NoConnectorArgument = None,
+    ) -> MailFlowSeries:
+        window = info.context.window(start, end)
+        flow_filter = await _flow_filter(info, direction, connector_id, no_connector)
+        totals = await info.context.loaders.flow_totals.load(FlowQuery(window, flow_filter))
+        return MailFlowSeries.from_report(series.daily_series(totals, window))
 
     @resolved_field(
         description="Boundary mail per TLS version over the range, optionally restricted."
