@@ -30,10 +30,10 @@ into the dashboard by mailflow's report functions, as a front end would).
 Load comes from wrk (``--client wrk``, the default when it is installed: a Lua script draws
 each request from all organization and window pairs) or from asyncio and httpx in this process
 (``--client python``); ``--connections`` keep-alive connections, for ``--seconds`` per target
-and round, after ``--warmup`` seconds that are not counted. Rounds rotate the order of the
-targets. Without ``DATABASE_URL`` a PostgreSQL of its own is started in a temporary directory
-(default, durable settings) and loaded through mailflow's ingest path. The figures, with the
-load average of the machine before and after each measurement, are printed as JSON.
+and round, after ``--warmup`` seconds on one connection that are not counted. Rounds rotate
+the order of the targets. Without ``DATABASE_URL`` a PostgreSQL of its own is started in a
+temporary directory (default, durable settings) and loaded through mailflow's ingest path.
+The figures, with the load average before and after each measurement, are printed as JSON.
 """
 
 from __future__ import annotations
@@ -474,6 +474,7 @@ function init(args)
   for index, item in ipairs(items) do
     requests[index] = wrk.format("POST", item[1], item[2], item[3])
   end
+  assert(#requests == #items and #requests > 0, "no requests to send")
 end
 function request()
   return requests[math.random(#requests)]
@@ -487,11 +488,12 @@ def wrk_script(target: Target, asks: Sequence[Ask]) -> str:
         assert "]==]" not in value
         return f"[==[{value}]==]"
 
+    host = target.url.removeprefix("http://")
     items = []
     for ask in asks:
         request = target.request(ask)
-        headers = ", ".join(f"[{text(name)}] = {text(value)}"
-                            for name, value in request.headers.items())
+        headers = ", ".join(f"[ {text(name)} ] = {text(value)}"
+                            for name, value in {"Host": host, **request.headers}.items())
         items.append(f"{{{text(request.path)}, {{{headers}}}, {text(request.body)}}}")
     return "items = {\n" + ",\n".join(items) + "\n}\n" + WRK_SCRIPT
 
@@ -514,7 +516,9 @@ def run_wrk(target: Target, script: Path, connections: int, seconds: float) -> d
                                                    output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors += int(non_2xx.group(1)) if non_2xx else 0
-    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)\s*$", output, re.MULTILINE))
+    if len(percentiles) < 2:
+        raise SystemExit(f"wrk measured no latency of {target.name}: {output}")
     return {
         "requests": int(requests.group(1)),
         "errors": errors,
@@ -577,16 +581,18 @@ def measure(
     warmup: float, round_number: int, script: Path | None,
 ) -> Measurement:
     """One target under load for ``seconds``, after ``warmup`` seconds that are not counted."""
-    def load(duration: float) -> dict[str, Any]:
+    def load(duration: float, connections: int) -> dict[str, Any]:
         if client == "wrk":
             assert script is not None
             return run_wrk(target, script, connections, duration)
         return asyncio.run(python_load(target, asks, connections, duration))
 
+    # One connection warms up: requests left unanswered when it stops would hold the server
+    # up at the start of the measurement.
     if warmup > 0:
-        load(warmup)
+        load(warmup, 1)
     before = load_average()
-    figures = load(seconds)
+    figures = load(seconds, connections)
     return Measurement(target.name, round_number, figures["requests"], figures["errors"],
                        seconds, figures["requests_per_second"], figures["p50_ms"],
                        figures["p99_ms"], (before, load_average()))

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 
 import asyncpg
+import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from graphql import OperationType, get_operation_ast
 from starlette.applications import Starlette
@@ -110,6 +111,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if content_type.lower() != "application/json":
             raise unsupported_content_type(content_type)
         return from_json_body(await request.get_body())
+
+    def encode_json(self, data: object) -> bytes:
+        """The answer as JSON by orjson, which writes a long answer several times faster."""
+        return orjson.dumps(data)
 
     async def execute_operation(
         self,
