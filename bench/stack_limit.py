@@ -29,12 +29,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mailflow.domain import Connector, TlsVersion
+from mailflow.domain import Connector
 from mailflow.reports.breakdown import tls_breakdown
 from mailflow.reports.insights import Thresholds, connector_insights
 from mailflow.reports.queries import DailyTotal, fetch_connector_daily_totals
 from mailflow.reports.ranges import DateRange
-from mailflow.reports.series import daily_series
+from mailflow.reports.series import daily_columns
 from mailflow.store.db import keep_session
 from mailflow.store.organizations import load_connectors
 
@@ -61,17 +61,14 @@ def dashboard(
 
 def _connector(connector: Connector, totals: list[DailyTotal], window: DateRange) -> Any:
     breakdown = tls_breakdown(totals)
-    points = daily_series(totals, window)
+    columns = daily_columns(totals, window)
     return {
         "name": connector.name,
         "volumeSeries": {
-            "dates": [point.day.isoformat() for point in points],
-            "messages": [point.messages for point in points],
-            "byTls": [
-                {"version": version.value,
-                 "messages": [point.messages_by_tls[index][1] for point in points]}
-                for index, version in enumerate(TlsVersion)
-            ],
+            "dates": [day.isoformat() for day in columns.days],
+            "messages": columns.messages,
+            "byTls": [{"version": version.value, "messages": messages}
+                      for version, messages in columns.messages_by_tls],
         },
         "tlsBreakdown": {
             "total": breakdown.total,

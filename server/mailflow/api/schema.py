@@ -250,18 +250,15 @@ class MailFlowSeries:
     )
 
     @classmethod
-    def from_report(cls, points: list[series.MailFlowPoint]) -> MailFlowSeries:
-        by_tls: dict[domain.TlsVersion, list[Long]] = {version: [] for version in domain.TlsVersion}
-        for point in points:
-            for version, messages in point.messages_by_tls:
-                by_tls[version].append(Long(messages))
+    def from_report(cls, columns: series.MailFlowColumns) -> MailFlowSeries:
+        # Long is int itself: the columns' lists are the answer's lists.
         return cls(
-            dates=[point.day for point in points],
-            messages=[Long(point.messages) for point in points],
-            recipients=[Long(point.recipients) for point in points],
-            bytes=[Long(point.bytes) for point in points],
-            by_tls=[TlsSeries(version=version, messages=counts)
-                    for version, counts in by_tls.items()],
+            dates=columns.days,
+            messages=cast(list[Long], columns.messages),
+            recipients=cast(list[Long], columns.recipients),
+            bytes=cast(list[Long], columns.bytes),
+            by_tls=[TlsSeries(version=version, messages=cast(list[Long], counts))
+                    for version, counts in columns.messages_by_tls],
         )
 
 
@@ -397,7 +394,7 @@ class Connector:
     ) -> MailFlowSeries:
         window = info.context.window(start, end)
         totals = await self._totals(info, window)
-        return MailFlowSeries.from_report(series.daily_series(totals, window))
+        return MailFlowSeries.from_report(series.daily_columns(totals, window))
 
     @resolved_field(description="Its messages per TLS version over the range.")
     async def tls_breakdown(
@@ -631,7 +628,7 @@ class Query:
         window = info.context.window(start, end)
         flow_filter = await _flow_filter(info, direction, connector_id, no_connector)
         totals = await info.context.loaders.flow_totals.load(FlowQuery(window, flow_filter))
-        return MailFlowSeries.from_report(series.daily_series(totals, window))
+        return MailFlowSeries.from_report(series.daily_columns(totals, window))
 
     @resolved_field(
         description="Boundary mail per TLS version over the range, optionally restricted."
