@@ -25,6 +25,7 @@ from mailflow import domain
 from mailflow.api.auth import ForbiddenError
 from mailflow.api.context import Info
 from mailflow.api.errors import ErrorBoundary
+from mailflow.api.execution import ExecutionContext as FastListsExecutionContext
 from mailflow.api.ids import CONNECTOR, decode_global_id, encode_global_id, shown_id
 from mailflow.api.introspection import Introspection
 from mailflow.api.limits import QueryLimits
@@ -1105,4 +1106,5 @@ schema = MailflowSchema(
     mutation=Mutation,
     extensions=[QueryLimits, ErrorBoundary, Introspection],
     config=StrawberryConfig(scalar_map={Long: LONG_SCALAR, datetime.date: DATE_SCALAR}),
+    execution_context_class=FastListsExecutionContext,
 )
