@@ -97,6 +97,15 @@ class Settings(BaseSettings):
         description="Days of daily rollups kept; at least the fact retention.",
     )
 
+    # The response cache: answers of queries kept per organization and report version.
+    response_cache: bool = Field(
+        default=True,
+        description="Whether query answers are cached until the organization's reports change.",
+    )
+    response_cache_mb: int = Field(
+        default=64, ge=1, description="Most megabytes of answers the response cache holds."
+    )
+
     # Live updates: subscriptions over WebSocket, told of rollup changes by LISTEN/NOTIFY.
     listen_url: str | None = Field(
         default=None,

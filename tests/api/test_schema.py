@@ -53,9 +53,9 @@ def test_the_schema_has_the_query_fields_front_ends_use() -> None:
     query = schema._schema.query_type
     assert query is not None
     assert list(query.fields) == [
-        "node", "nodes", "allConnectors", "connectors", "connector", "mailFlow", "tlsBreakdown",
-        "insights", "tlsSessions", "allTlsFailures", "tlsFailures", "acceptedDomains",
-        "internalNetworks",
+        "node", "nodes", "allConnectors", "connectors", "connector", "mailFlow", "mailFlowSeries",
+        "tlsBreakdown", "insights", "tlsSessions", "allTlsFailures", "tlsFailures",
+        "acceptedDomains", "internalNetworks",
     ]
     deprecated = {name: field.deprecation_reason for name, field in query.fields.items()
                   if field.deprecation_reason}
@@ -66,7 +66,8 @@ def test_the_schema_has_the_query_fields_front_ends_use() -> None:
     }
     assert list(schema._schema.type_map["Connector"].fields) == [  # type: ignore[union-attr]
         "id", "name", "direction", "kind", "requireTls", "senderDomains", "recipientDomains",
-        "clientIps", "smartHosts", "tlsCertNames", "routes", "volume", "tlsBreakdown", "insights",
+        "clientIps", "smartHosts", "tlsCertNames", "routes", "volume", "volumeSeries",
+        "tlsBreakdown", "insights",
     ]
 
 

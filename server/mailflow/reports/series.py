@@ -42,3 +42,32 @@ def _point(day: date, totals: list[DailyTotal]) -> MailFlowPoint:
         bytes=sum(total.bytes for total in totals),
         messages_by_tls=tuple(by_tls.items()),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MailFlowColumns:
+    """The same series as lists with one item per day of the range: the days, their figures,
+    and each TLS version's messages, in enum order."""
+
+    days: list[date]
+    messages: list[int]
+    recipients: list[int]
+    bytes: list[int]
+    messages_by_tls: tuple[tuple[TlsVersion, list[int]], ...]
+
+
+def daily_columns(totals: Iterable[DailyTotal], window: DateRange) -> MailFlowColumns:
+    """:func:`daily_series` as columns, summed in one pass over ``totals``."""
+    days = list(window)
+    index = {day: position for position, day in enumerate(days)}
+    messages, recipients, size = [0] * len(days), [0] * len(days), [0] * len(days)
+    by_tls = {version: [0] * len(days) for version in TlsVersion}
+    for total in totals:
+        position = index.get(total.day)
+        if position is None:
+            continue
+        messages[position] += total.messages
+        recipients[position] += total.recipients
+        size[position] += total.bytes
+        by_tls[total.tls_version][position] += total.messages
+    return MailFlowColumns(days, messages, recipients, size, tuple(by_tls.items()))
