@@ -59,7 +59,7 @@ from mailflow.api.health import Readiness, healthz
 from mailflow.api.ingest import IngestEndpoint
 from mailflow.api.limits import parse_within
 from mailflow.api.live import LiveEndpoint
-from mailflow.api.metrics import Metrics
+from mailflow.api.metrics import Metrics, answered_from_cache, operation_name
 from mailflow.api.persisted import PersistedQueries, refuse_persisted
 from mailflow.api.ratelimit import RateLimit
 from mailflow.api.response_cache import AnswerKey, ResponseCache, answer_key
@@ -237,6 +237,7 @@ class GraphQLEndpoint:
             if self.cache is not None:
                 key = await self._answer_key(request, connection, grant, today)
                 if (body := self.cache.get(key)) is not None:
+                    answered_from_cache(self.cache.operation_of(key))
                     return Response(body, media_type="application/json")
 
             context = RequestContext(
@@ -257,7 +258,7 @@ class GraphQLEndpoint:
                 )
             if self.cache is not None and key is not None and response.status_code == 200 \
                     and request.state.cacheable:
-                self.cache.put(key, bytes(response.body))
+                self.cache.put(key, bytes(response.body), operation_name())
             return response
 
     async def _answer_key(

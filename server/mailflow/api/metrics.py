@@ -59,6 +59,20 @@ class OperationSeen:
 _operation: ContextVar[OperationSeen | None] = ContextVar("mailflow_operation", default=None)
 
 
+def operation_name() -> str | None:
+    """The name of the operation the current request ran, once it has run."""
+    seen = _operation.get()
+    return None if seen is None else seen.name
+
+
+def answered_from_cache(name: str | None) -> None:
+    """Count the current request as its operation, answered without errors, though it was
+    answered from the response cache without running."""
+    seen = _operation.get()
+    if seen is not None:
+        seen.executed, seen.name, seen.errors = True, name, False
+
+
 class OperationMetrics(SchemaExtension):
     """Hands the operation's name, and whether it answered with errors, to the metrics."""
 

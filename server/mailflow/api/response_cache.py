@@ -57,6 +57,7 @@ class ResponseCache:
         self.hits = 0
         self.misses = 0
         self._answers: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+        self._operations: dict[tuple[int, bytes], str | None] = {}
         self._by_organization: dict[int, set[bytes]] = {}
         self._versions: dict[int, int] = {}
 
@@ -73,14 +74,19 @@ class ResponseCache:
         self.hits += 1
         return body
 
-    def put(self, key: AnswerKey, body: bytes) -> None:
-        """Keep ``body`` as the answer for ``key``, unless it alone would fill the cache or a
-        newer version of the organization is known."""
+    def operation_of(self, key: AnswerKey) -> str | None:
+        """The name of the operation whose answer is kept for ``key``, if it has one."""
+        return self._operations.get((key.organization_id, key.digest))
+
+    def put(self, key: AnswerKey, body: bytes, operation: str | None = None) -> None:
+        """Keep ``body`` as the answer for ``key`` (of the operation named ``operation``),
+        unless it alone would fill the cache or a newer version of the organization is known."""
         cost = _cost(body)
         if cost > self.max_bytes or not self._current(key):
             return
         self._drop(key.organization_id, key.digest)
         self._answers[(key.organization_id, key.digest)] = body
+        self._operations[(key.organization_id, key.digest)] = operation
         self._by_organization.setdefault(key.organization_id, set()).add(key.digest)
         self.size += cost
         while self.size > self.max_bytes:
@@ -102,6 +108,7 @@ class ResponseCache:
         body = self._answers.pop((organization_id, digest), None)
         if body is None:
             return
+        del self._operations[(organization_id, digest)]
         self.size -= _cost(body)
         digests = self._by_organization[organization_id]
         digests.discard(digest)
