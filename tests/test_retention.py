@@ -253,3 +253,15 @@ async def test_the_command_lists_what_it_would_do_then_does_it_once(
     assert refused.returncode == 2
     assert ("MAILFLOW_ROLLUP_RETENTION_DAYS (30) is shorter than MAILFLOW_FACT_RETENTION_DAYS "
             "(60)") in refused.stderr
+
+
+async def test_a_partition_of_the_calendars_last_month_is_kept_not_a_crash(
+    pool: asyncpg.Pool, database_url: str,
+) -> None:
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SELECT ensure_message_fact_partition('9999-12-01')")
+
+    done = mailflow({"DATABASE_URL": database_url}, "partitions", "maintain")
+
+    assert done.returncode == 0, done.stderr
+    assert "message_facts_999912" in await partitions(pool)

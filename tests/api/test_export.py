@@ -154,6 +154,18 @@ async def test_tls_usage_gives_percents_that_add_up_to_100(
     assert rows[0]["Volume"] == "3"
 
 
+@pytest.mark.parametrize("name", ["connector-report", "tls-usage"])
+async def test_a_range_to_the_calendars_last_day_is_a_file_with_its_header(
+    demo_client: httpx.AsyncClient, name: str
+) -> None:
+    response = await demo_client.get(f"/export/{name}.csv",
+                                     params={"start": "9999-12-20", "end": "9999-12-31"})
+
+    assert response.status_code == 200
+    assert response.text.splitlines()[0].startswith("Date,Direction,Connector,")
+    assert len(response.text.splitlines()) == 1
+
+
 @pytest.mark.parametrize(("params", "code", "variables"), [
     ({"start": "2025-01-09", "end": "2025-01-01"}, "INVALID_DATE_RANGE",
      {"start": "2025-01-09", "end": "2025-01-01"}),

@@ -66,8 +66,10 @@ async def connector_days(
 def _chunks(window: DateRange, days: int) -> Iterator[DateRange]:
     start = window.start
     while start <= window.end:
-        end = min(start + timedelta(days=days - 1), window.end)
+        end = window.end if (window.end - start).days < days else start + timedelta(days - 1)
         yield DateRange(start, end)
+        if end == window.end:  # the last day of the calendar has no next day
+            return
         start = end + timedelta(days=1)
 
 

@@ -29,6 +29,15 @@ def add_months(month: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
+def _over_by(month: date, day: date) -> bool:
+    """Whether the month that starts on ``month`` has ended on or before ``day``; the
+    calendar's last month (a partition of absurd times an older mailflow stored) never has."""
+    return month < LAST_MONTH and add_months(month, 1) <= day
+
+
+LAST_MONTH = date(9999, 12, 1)
+
+
 def partition_name(month: date) -> str:
     return f"message_facts_{month:%Y%m}"
 
@@ -42,7 +51,7 @@ async def plan_partitions(
     wanted = [add_months(this_month, offset) for offset in range(months_ahead + 1)]
     missing = await connection.fetch(query("facts_missing_partitions"), wanted)
     existing = [row["month"] for row in await connection.fetch(query("facts_partition_months"))]
-    expired = [month for month in existing if add_months(month, 1) <= keep_facts_since]
+    expired = [month for month in existing if _over_by(month, keep_facts_since)]
     return PartitionPlan(create=sorted(row["month"] for row in missing), drop=expired)
 
 
