@@ -309,6 +309,28 @@ async def test_the_query_limits_apply_to_subscriptions(
     assert refused["payload"][0]["extensions"]["code"] == "QUERY_TOO_DEEP"
 
 
+async def test_a_document_over_the_token_limit_and_one_subscription_too_many_get_coded_errors(
+    service_pool: asyncpg.Pool, changes: RollupChanges, seed: Seed, organization_id: int
+) -> None:
+    token = await seed.token(organization_id)
+    settings = Settings(max_range_days=90, rate_limit="off", max_query_tokens=200,
+                        max_subscriptions_per_connection=1)
+    first = "subscription { insightsUpdates { insights { kind } } }"
+
+    async with serving(service_pool, settings, changes) as address, \
+            subscriber(address, token) as socket_:
+        long = await subscribe(socket_, "subscription { " + "a " * 500 + "}", operation_id="1")
+        started = await subscribe(socket_, first, operation_id="2")
+        second = await subscribe(socket_, first, operation_id="3")
+
+    assert long["type"] == "error"
+    assert long["payload"][0]["extensions"]["code"] == "TOO_MANY_TOKENS"
+    assert started["type"] == "next"
+    assert second["type"] == "error"
+    assert second["payload"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+    assert "MAILFLOW_MAX_SUBSCRIPTIONS_PER_CONNECTION" in second["payload"][0]["message"]
+
+
 async def test_subscriptions_over_the_rate_limit_are_refused_with_an_error(
     service_pool: asyncpg.Pool, changes: RollupChanges, seed: Seed, organization_id: int
 ) -> None:

@@ -43,6 +43,7 @@ from mailflow.api.auth import (
 )
 from mailflow.api.context import Push, RequestContext, SubscriptionContext, TransportError
 from mailflow.api.errors import error_body, escaped_error, log_unavailable
+from mailflow.api.limits import TooManyTokensError, parse_within
 from mailflow.api.ratelimit import RATE_LIMITED, RateLimit, client_key, header_hash
 from mailflow.reports.loaders import ReportLoaders
 from mailflow.reports.ranges import DateRange, utc_today
@@ -57,6 +58,7 @@ Answer = TypeVar("Answer")
 
 CONNECTION_INIT_SECONDS = 10
 """How long a client has, after the handshake, to send ``connection_init``."""
+TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 TRY_AGAIN_LATER = 1013  # RFC 6455's close code for a server that cannot serve for now
 UNAVAILABLE_REASON = "the database is unavailable; connect again in a few seconds"
 
@@ -171,6 +173,10 @@ def _counted_handler(
 
         async def handle_subscribe(self, message: SubscribeMessage) -> None:
             context = self.context
+            if refusal := self._refusal(message):
+                await self.send_message(
+                    {"id": message["id"], "type": "error", "payload": refusal["errors"]})
+                return
             if limit is not None and context.grant is not None:
                 wait = await limit.admit_client(context.rate_key)
                 if wait is not None:
@@ -181,6 +187,28 @@ def _counted_handler(
                         {"id": message["id"], "type": "error", "payload": body["errors"]})
                     return
             await super().handle_subscribe(message)
+
+        def _refusal(self, message: SubscribeMessage) -> dict[str, Any] | None:
+            """The error body for a subscription refused before it starts: one too many for
+            the connection, or a document over the token limit (which strawberry's task would
+            only log)."""
+            if not self.connection_acknowledged or message["id"] in self.operations:
+                return None  # the protocol's own refusals, which close the socket
+            most = self.max_subscriptions_per_connection
+            if most is not None and len(self.operations) >= most:
+                return error_body(
+                    f"this connection holds {len(self.operations)} subscriptions, the most one "
+                    "may (MAILFLOW_MAX_SUBSCRIPTIONS_PER_CONNECTION); complete one first, or "
+                    "open another connection", TOO_MANY_SUBSCRIPTIONS)
+            query = message["payload"].get("query")
+            if isinstance(query, str):
+                try:
+                    parse_within(query, self.context.settings.max_query_tokens)
+                except TooManyTokensError as error:
+                    return error_body(str(error), error.code)
+                except GraphQLError:
+                    return None  # a syntax error, answered as any other
+            return None
 
     return CountedHandler
 
