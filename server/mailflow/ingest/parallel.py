@@ -118,7 +118,7 @@ async def load_records_in_parallel(
         for chunk in _chunks(files, kind, report, batch_size, advance):
             lines_of[chunk.file] += len(chunk.lines)
             pending.append(executor.submit(_store_chunk, chunk))
-            if len(pending) > 2 * workers:  # two batches a worker: one stored, one waiting
+            if len(pending) > workers:  # a batch for each worker, and one read ahead
                 merge(await asyncio.wrap_future(pending.popleft()))
         while pending:
             merge(await asyncio.wrap_future(pending.popleft()))
