@@ -180,9 +180,11 @@ def test_the_server_behind_pgbouncer_ingests_and_answers_as_when_connected_direc
     pgbouncer: PgBouncer, database_url: str, tmp_path: Path
 ) -> None:
     database = urlsplit(database_url).path.removeprefix("/")
-    pooled = {**os.environ, "DATABASE_URL": pgbouncer.dsn(database),
+    # Every query runs (no cached answers) and none waits for the rate limit: 30 at once.
+    every_query = {"MAILFLOW_RESPONSE_CACHE": "false", "MAILFLOW_RATE_LIMIT": "off"}
+    pooled = {**os.environ, "DATABASE_URL": pgbouncer.dsn(database), **every_query,
               "MAILFLOW_DATABASE_STATEMENT_CACHE": "false", "MAILFLOW_POOL_MAX_SIZE": "8"}
-    direct = {**os.environ, "DATABASE_URL": database_url}
+    direct = {**os.environ, "DATABASE_URL": database_url, **every_query}
     (tmp_path / "acme.yaml").write_text(ORGANIZATION)
 
     # Every command migrates first: twice through PgBouncer, then ingest and serve.
