@@ -340,9 +340,10 @@ def main() -> None:
             database = Database(directory)
         try:
             if arguments.command == "speed":
+                assert database is not None
                 result: Any = speed(directory, arguments.size_mb, arguments.records,
                                     arguments.rounds, arguments.seed, arguments.batch_size,
-                                    arguments.workers, pflogsumm, database)  # type: ignore[arg-type]
+                                    arguments.workers, pflogsumm, database)
             else:
                 result = memory(directory, arguments.size_mb or [200, 2000], arguments.seed,
                                 arguments.store, arguments.batch_size, database)

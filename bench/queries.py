@@ -517,13 +517,13 @@ def run_wrk(target: Target, script: Path, connections: int, seconds: float) -> d
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors += int(non_2xx.group(1)) if non_2xx else 0
     percentiles = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)\s*$", output, re.MULTILINE))
-    if len(percentiles) < 2:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if len(percentiles) < 2 or rate is None:
         raise SystemExit(f"wrk measured no latency of {target.name}: {output}")
     return {
         "requests": int(requests.group(1)),
         "errors": errors,
-        "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)",  # type: ignore[union-attr]
-                                               output).group(1)),
+        "requests_per_second": float(rate.group(1)),
         "p50_ms": wrk_duration_ms(percentiles["50"]),
         "p99_ms": wrk_duration_ms(percentiles["99"]),
     }

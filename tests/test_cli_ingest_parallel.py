@@ -239,3 +239,13 @@ def test_workers_are_one_a_core_for_large_files_and_none_for_small_ones_or_stdin
     assert worker_count(0, [str(small)]) == 1
     assert worker_count(0, [str(large), "-"]) == 1
     assert worker_count(0, [str(large)]) == min(cores, 4)
+
+
+async def test_a_byte_order_mark_below_the_first_line_is_read_alike_with_workers(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    records = tmp_path / "marked.csv"
+    records.write_text("\n\ufeffsource_key,occurred_at,direction\n"
+                       + "".join(f"k{n},2026-03-01T10:00:00Z,INBOUND\n" for n in range(9)))
+
+    await assert_loaded_alike(env, database_url, "csv", [records])

@@ -56,8 +56,8 @@ class ResponseCache:
         self.size = 0
         self.hits = 0
         self.misses = 0
-        self._answers: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
-        self._operations: dict[tuple[int, bytes], str | None] = {}
+        # (organization, digest) -> (body, the name of the operation it answers)
+        self._answers: OrderedDict[tuple[int, bytes], tuple[bytes, str | None]] = OrderedDict()
         self._by_organization: dict[int, set[bytes]] = {}
         self._versions: dict[int, int] = {}
 
@@ -66,17 +66,19 @@ class ResponseCache:
 
     def get(self, key: AnswerKey) -> bytes | None:
         """The stored answer for ``key``, or None."""
-        body = self._answers.get((key.organization_id, key.digest)) if self._current(key) else None
-        if body is None:
+        current = self._current(key)
+        answer = self._answers.get((key.organization_id, key.digest)) if current else None
+        if answer is None:
             self.misses += 1
             return None
         self._answers.move_to_end((key.organization_id, key.digest))
         self.hits += 1
-        return body
+        return answer[0]
 
     def operation_of(self, key: AnswerKey) -> str | None:
         """The name of the operation whose answer is kept for ``key``, if it has one."""
-        return self._operations.get((key.organization_id, key.digest))
+        answer = self._answers.get((key.organization_id, key.digest))
+        return None if answer is None else answer[1]
 
     def put(self, key: AnswerKey, body: bytes, operation: str | None = None) -> None:
         """Keep ``body`` as the answer for ``key`` (of the operation named ``operation``),
@@ -85,8 +87,7 @@ class ResponseCache:
         if cost > self.max_bytes or not self._current(key):
             return
         self._drop(key.organization_id, key.digest)
-        self._answers[(key.organization_id, key.digest)] = body
-        self._operations[(key.organization_id, key.digest)] = operation
+        self._answers[(key.organization_id, key.digest)] = (body, operation)
         self._by_organization.setdefault(key.organization_id, set()).add(key.digest)
         self.size += cost
         while self.size > self.max_bytes:
@@ -105,11 +106,10 @@ class ResponseCache:
         return key.version == known
 
     def _drop(self, organization_id: int, digest: bytes) -> None:
-        body = self._answers.pop((organization_id, digest), None)
-        if body is None:
+        answer = self._answers.pop((organization_id, digest), None)
+        if answer is None:
             return
-        del self._operations[(organization_id, digest)]
-        self.size -= _cost(body)
+        self.size -= _cost(answer[0])
         digests = self._by_organization[organization_id]
         digests.discard(digest)
         if not digests:

@@ -144,9 +144,10 @@ class RecordReader:
         return fact_from_record(_csv_record(self.columns, line))
 
     def continue_under(self, header: str) -> None:
-        """Read CSV lines from the middle of a file, under the file's header line ``header``."""
+        """Read CSV lines from the middle of a file, under the file's header line ``header``
+        (as read: a byte order mark before the file's first line already removed)."""
         try:
-            self.columns = _csv_header(header.removeprefix(BYTE_ORDER_MARK))
+            self.columns = _csv_header(header)
         except RejectedRecord:
             self.bad_header = True
 

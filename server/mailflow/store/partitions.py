@@ -29,13 +29,13 @@ def add_months(month: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
+LAST_MONTH = date(9999, 12, 1)
+
+
 def _over_by(month: date, day: date) -> bool:
     """Whether the month that starts on ``month`` has ended on or before ``day``; the
     calendar's last month (a partition of absurd times an older mailflow stored) never has."""
     return month < LAST_MONTH and add_months(month, 1) <= day
-
-
-LAST_MONTH = date(9999, 12, 1)
 
 
 def partition_name(month: date) -> str:
