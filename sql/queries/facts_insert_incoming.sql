@@ -31,11 +31,11 @@ WITH inserted_facts AS (
         incoming.peer_host,
         incoming.peer_ip::inet,
         incoming.sender_domain,
-        incoming.recipient_domains,
+        incoming.recipient_domains::text[],
         incoming.recipients,
         incoming.size_bytes,
         incoming.status,
-        incoming.routes
+        incoming.routes::text[]
     FROM incoming_message_facts AS incoming
     LEFT JOIN connectors
         ON connectors.organization_id = incoming.organization_id

@@ -4,6 +4,8 @@ import dataclasses
 from datetime import UTC, datetime
 
 import asyncpg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailflow.domain import (
     Connector,
@@ -274,3 +276,46 @@ async def test_load_classifier_uses_the_organizations_stored_connectors(
     assert matched(classifier, fact(OUTBOUND, recipient_domains=("fabrikam.com",))) is None
     assert matched(classifier, fact(OUTBOUND, recipient_domains=("eu.fabrikam.com",),
                                     routes=("DNSLookup_VPN",))) == "VPN"
+
+
+_PARTNER_CONNECTORS = [
+    connector("Certificates", tls_cert_names=("mx.fabrikam.com",)),
+    connector("Client IPs", client_ips=("203.0.113.0/28",)),
+    connector("Senders", sender_domains=("*.fabrikam.com", "contoso.com")),
+    connector("Inbound route", routes=("amavis",)),
+    connector("Smart host", OUTBOUND, smart_hosts=("relay.contoso.com", "[192.0.2.7]")),
+    connector("Recipients", OUTBOUND, recipient_domains=("fabrikam.com",)),
+    connector("Outbound route", OUTBOUND, routes=("remote_smtp",)),
+]
+_HOSTS = (None, "mx.fabrikam.com", "relay.contoso.com", "mail.example.net")
+_ADDRESSES = (None, "203.0.113.5", "203.0.113.99", "192.0.2.7")
+_DOMAINS = (None, "fabrikam.com", "eu.fabrikam.com", "contoso.com", "example.net")
+_ROUTES = ((), ("amavis",), ("remote_smtp",), ("dovecot",))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rules=st.sets(st.sampled_from(range(len(_PARTNER_CONNECTORS)))),
+    facts=st.lists(
+        st.builds(
+            lambda direction, host, address, domain, routes: fact(
+                direction, peer_host=host, peer_ip=address,
+                sender_domain=domain if direction is INBOUND else None,
+                recipient_domains=(domain,) if direction is OUTBOUND and domain else (),
+                routes=routes,
+            ),
+            st.sampled_from([INBOUND, OUTBOUND]), st.sampled_from(_HOSTS),
+            st.sampled_from(_ADDRESSES), st.sampled_from(_DOMAINS), st.sampled_from(_ROUTES),
+        ),
+        min_size=1, max_size=40,
+    ),
+)
+def test_a_classifier_answers_each_fact_as_a_new_one_would_whatever_it_answered_before(
+    rules: set[int], facts: list[MessageFact]
+) -> None:
+    connectors = [_PARTNER_CONNECTORS[index] for index in sorted(rules)]
+    classifier = Classifier(connectors)
+
+    answers = [classifier.connector_id(message) for message in facts]
+
+    assert answers == [Classifier(connectors).connector_id(message) for message in facts]

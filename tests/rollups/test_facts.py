@@ -203,6 +203,26 @@ async def test_a_nul_character_in_a_recipient_domain_or_a_route_is_rejected(
         await store(pool, organization_id, [bad])
 
 
+@pytest.mark.parametrize("values", [
+    (), ("example.org",), ("a,b", "{c}", 'say "hi"', "back\\slash", "NULL", "", " spaced "),
+    ('"', "\\", "\\\"", "übung.example", "tab\there"),
+])
+async def test_recipient_domains_and_routes_are_stored_exactly_as_given(
+    pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact,
+    values: tuple[str, ...],
+) -> None:
+    organization_id = await new_organization()
+    message = dataclasses.replace(make_fact("arrays", "2026-03-01T12:00:00"),
+                                  recipient_domains=values, routes=values)
+
+    await store(pool, organization_id, [message])
+
+    row = await pool.fetchrow("SELECT recipient_domains, routes FROM message_facts")
+    assert row is not None
+    assert tuple(row["recipient_domains"]) == values
+    assert row["routes"] == (list(values) if values else None)
+
+
 async def test_a_source_key_too_long_to_index_is_rejected_before_any_write(
     pool: asyncpg.Pool, new_organization: NewOrganization, make_fact: MakeFact
 ) -> None:

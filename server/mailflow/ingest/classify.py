@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TypeAlias, TypeVar
 
 from mailflow.domain import Connector, Direction, MessageFact
@@ -51,6 +51,7 @@ CERTIFICATE, CLIENT_IP, SENDER_DOMAIN = 3, 2, 1
 SMART_HOST, RECIPIENT_DOMAIN = 2, 1
 
 CACHE_SIZE = 65_536
+_NO_CONNECTOR = -1  # what the cache holds for a fact that matches no connector
 
 Key = TypeVar("Key")
 
@@ -127,13 +128,26 @@ class Classifier:
         self.smart_host_ips: dict[Address, Rank] = {}
         self.recipient_domains = NameRules()
         self.routes: dict[Direction, dict[str, Rank]] = {direction: {} for direction in Direction}
-        self._cache: dict[tuple[object, ...], int | None] = {}
+        self._cache: dict[tuple[object, ...], int] = {}
         for connector in sorted(connectors, key=lambda connector: connector.name):
             self._add_routes(connector)
             if connector.direction is Direction.INBOUND:
                 self._add_inbound(connector)
             else:
                 self._add_outbound(connector)
+        # What the rules of each direction look at: only that goes into a fact's cache key,
+        # so facts that differ in what no rule reads share their answer.
+        self._inbound_reads = (
+            bool(self.certificates.exact or self.certificates.wildcard),
+            bool(self.client_ips.lookups), bool(self.sender_domains.exact or
+                                                self.sender_domains.wildcard),
+            bool(self.routes[Direction.INBOUND]),
+        )
+        self._outbound_reads = (
+            bool(self.smart_host_names), bool(self.smart_host_ips),
+            bool(self.recipient_domains.exact or self.recipient_domains.wildcard),
+            bool(self.routes[Direction.OUTBOUND]),
+        )
 
     def assign(self, fact: MessageFact) -> MessageFact:
         """The fact with ``connector_id`` set to its connector, or to None when none matches."""
@@ -150,16 +164,10 @@ class Classifier:
     def connector_id(self, fact: MessageFact) -> int | None:
         if not self.connectors:
             return None
-        # True and False for the direction: an enumeration member hashes slowly.
-        if fact.direction is Direction.INBOUND:
-            key: tuple[object, ...] = (True, fact.peer_host, fact.peer_ip, fact.sender_domain,
-                                       fact.routes)
-        else:
-            key = (False, fact.peer_host, fact.peer_ip, fact.recipient_domains, fact.routes)
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
+        key = self._key(fact)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return None if cached == _NO_CONNECTOR else cached
         rank = self._best_route(fact)
         if rank is None and fact.direction is Direction.INBOUND:
             rank = self._best_inbound(fact)
@@ -167,15 +175,25 @@ class Classifier:
             rank = self._best_outbound(fact)
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
-        connector_id = None if rank is None else rank[4]
-        self._cache[key] = connector_id
-        return connector_id
+        self._cache[key] = _NO_CONNECTOR if rank is None else rank[4]
+        return None if rank is None else rank[4]
+
+    def _key(self, fact: MessageFact) -> tuple[object, ...]:
+        """What of the fact the rules of its direction read (True and False for the direction:
+        an enumeration member hashes slowly)."""
+        if fact.direction is Direction.INBOUND:
+            host, address, domain, route = self._inbound_reads
+            return (True, fact.peer_host if host else None, fact.peer_ip if address else None,
+                    fact.sender_domain if domain else None, fact.routes if route else ())
+        host, address, domain, route = self._outbound_reads
+        return (False, fact.peer_host if host else None, fact.peer_ip if address else None,
+                fact.recipient_domains if domain else (), fact.routes if route else ())
 
     def _best_route(self, fact: MessageFact) -> Rank | None:
-        routes = self.routes[fact.direction]
-        if not routes:
+        if not fact.routes:
             return None
-        return _min_rank(routes.get(route.casefold()) for route in fact.routes)
+        routes = self.routes[fact.direction]
+        return _min_rank([routes.get(route.casefold()) for route in fact.routes])
 
     def _best_inbound(self, fact: MessageFact) -> Rank | None:
         found: list[Rank | None] = []
@@ -281,8 +299,12 @@ def _keep_best(table: dict[Key, Rank], key: Key, rank: Rank) -> None:
         table[key] = rank
 
 
-def _min_rank(ranks: Iterable[Rank | None]) -> Rank | None:
-    return min((rank for rank in ranks if rank is not None), default=None)
+def _min_rank(ranks: list[Rank | None]) -> Rank | None:
+    best: Rank | None = None
+    for rank in ranks:
+        if rank is not None and (best is None or rank < best):
+            best = rank
+    return best
 
 
 async def load_boundary_policy(

@@ -232,11 +232,16 @@ def _start_worker(address: DatabaseAddress, organization_id: int, kind: str) -> 
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = _Worker(address, organization_id, kind)
-    # What the worker holds from now on lives for a batch; the collector need not look
-    # through the modules and connection it started with each time it runs.
+    # What the worker holds from now on lives for a batch, and reference counting frees it
+    # when the batch ends: the collector runs once after each batch, not hundreds of times
+    # within one, and never looks through the modules and connection it started with.
     gc.freeze()
+    gc.disable()
 
 
 def _store_chunk(chunk: Chunk) -> ChunkOutcome:
     assert _worker is not None, "a worker process stores chunks after _start_worker"
-    return _worker.store(chunk)
+    try:
+        return _worker.store(chunk)
+    finally:
+        gc.collect()
