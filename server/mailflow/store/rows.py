@@ -112,15 +112,19 @@ def array_literal(values: Sequence[str]) -> str:
 
 def months_of(facts: Iterable[MessageFact]) -> set[date]:
     """The first days of the UTC months the facts occurred in (timestamps must be aware)."""
-    months: set[tuple[int, int]] = set()
+    months: set[int] = set()
+    last = -1  # facts come mostly in time order: most share the month of the one before
     for fact in facts:
         at = fact.occurred_at
         if at.tzinfo is None:
             continue
         if at.tzinfo is not UTC:
             at = at.astimezone(UTC)
-        months.add((at.year, at.month))
-    return {date(year, month, 1) for year, month in months}
+        month = at.year * 12 + at.month - 1
+        if month != last:
+            months.add(month)
+            last = month
+    return {date(month // 12, month % 12 + 1, 1) for month in months}
 
 
 def time_span(rows: Sequence[FactRow]) -> tuple[datetime, datetime]:
