@@ -72,6 +72,9 @@ class NameRules:
         else:
             _keep_best(self.exact, name, (-evidence, -1, 0, connector.name, connector.id))
 
+    def has_rules(self) -> bool:
+        return bool(self.exact or self.wildcard)
+
     def best(self, name: str) -> Rank | None:
         """The best rank among the rules that match ``name`` (already normalized)."""
         found = self.exact.get(name)
@@ -138,15 +141,16 @@ class Classifier:
         # What the rules of each direction look at: only that goes into a fact's cache key,
         # so facts that differ in what no rule reads share their answer.
         self._inbound_reads = (
-            bool(self.certificates.exact or self.certificates.wildcard),
-            bool(self.client_ips.lookups), bool(self.sender_domains.exact or
-                                                self.sender_domains.wildcard),
-            bool(self.routes[Direction.INBOUND]),
+            self.certificates.has_rules(),  # peer_host
+            bool(self.client_ips.lookups),  # peer_ip
+            self.sender_domains.has_rules(),  # sender_domain
+            bool(self.routes[Direction.INBOUND]),  # routes
         )
         self._outbound_reads = (
-            bool(self.smart_host_names), bool(self.smart_host_ips),
-            bool(self.recipient_domains.exact or self.recipient_domains.wildcard),
-            bool(self.routes[Direction.OUTBOUND]),
+            bool(self.smart_host_names),  # peer_host
+            bool(self.smart_host_ips),  # peer_ip
+            self.recipient_domains.has_rules(),  # recipient_domains
+            bool(self.routes[Direction.OUTBOUND]),  # routes
         )
 
     def assign(self, fact: MessageFact) -> MessageFact:
