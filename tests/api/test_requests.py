@@ -347,3 +347,24 @@ async def test_a_malformed_request_gets_a_coded_client_error_and_no_internals(
     assert all(error["extensions"]["code"] != "INTERNAL_SERVER_ERROR" for error in errors)
     for leak in ("Traceback", ".py", "strawberry", "asyncpg", "SELECT"):
         assert leak not in response.text
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("GET", "/ingest", "POST"),
+    ("PUT", "/graphql", "GET, HEAD, POST"),
+    ("DELETE", "/graphql", "GET, HEAD, POST"),
+    ("POST", "/export/connector-report.csv", "GET, HEAD"),
+    ("POST", "/export/tls-usage.csv", "GET, HEAD"),
+    ("POST", "/healthz", "GET, HEAD"),
+    ("POST", "/static/graphiql/graphiql.min.js", "GET, HEAD"),
+])
+async def test_a_method_a_path_does_not_answer_is_405_with_allow_and_a_coded_json_error(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path, headers={"X-Request-ID": "lb-1234-abcd"})
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.headers["x-request-id"] == "lb-1234-abcd"
+    message = the_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert message == f"the method {method} is not allowed on {path}, which answers {allowed}"

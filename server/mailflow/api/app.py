@@ -85,6 +85,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A request id from a load balancer is kept when it is this plain; anything else is replaced.
 PLAIN_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 GRAPHIQL_DISABLED = "GRAPHIQL_DISABLED"
+METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -322,6 +323,7 @@ def create_app(
             *([] if tracer_provider is None else [tracing_middleware(tracer_provider)]),
             *_cross_origin(settings),
         ],
+        exception_handlers={405: _method_not_allowed},
     )
     app.state.response_cache = endpoint.cache
     return app
@@ -424,6 +426,19 @@ def _failure(error: Exception, request_id: str) -> Response:
         error_body(INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, requestId=request_id),
         status_code=500,
     )
+
+
+def _method_not_allowed(request: Request, error: Exception) -> Response:
+    """405 as the API's other refusals are answered: a coded JSON error, with ``Allow``."""
+    headers = getattr(error, "headers", None) or {}
+    # Static files refuse other methods without saying which they answer: GET and HEAD.
+    allowed = ", ".join(sorted(
+        method.strip() for method in headers.get("Allow", "GET, HEAD").split(",")
+    ))
+    message = (f"the method {request.method[:20]} is not allowed on {request.url.path[:100]}, "
+               f"which answers {allowed}")
+    return JSONResponse(error_body(message, METHOD_NOT_ALLOWED), status_code=405, headers={
+        "Allow": allowed, REQUEST_ID_HEADER: _request_id(request)})
 
 
 async def _to_graphql(request: Request) -> Response:
