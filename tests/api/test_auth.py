@@ -78,12 +78,30 @@ async def test_the_scheme_name_is_case_insensitive(api: Api) -> None:
     assert response.json() == {"data": {"tlsBreakdown": {"total": 0}}}
 
 
-async def test_a_browser_gets_graphiql_without_a_token(client: httpx.AsyncClient) -> None:
-    response = await client.get("/graphql", headers={"Accept": "text/html"})
+@pytest.mark.parametrize("accept", [
+    "text/html", "TEXT/HTML", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+])
+async def test_a_browser_gets_graphiql_without_a_token(
+    client: httpx.AsyncClient, accept: str
+) -> None:
+    response = await client.get("/graphql", headers={"Accept": accept})
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "graphiql" in response.text.lower()
+
+
+@pytest.mark.parametrize("accept", ["*/*", "application/json", "text/html;q=0", "text/htmlx"])
+async def test_a_get_that_does_not_ask_for_html_is_answered_as_an_api_request(
+    api: Api, accept: str
+) -> None:
+    response = await api.client.get(
+        "/graphql", headers={"Authorization": f"Bearer {api.token}", "Accept": accept})
+
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    assert error["message"].startswith('the "query" parameter is missing')
 
 
 async def test_the_root_redirects_to_graphql(client: httpx.AsyncClient) -> None:

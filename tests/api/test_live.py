@@ -442,3 +442,33 @@ def test_live_updates_listen_on_their_own_url_and_warn_when_a_pooler_is_likely(
     assert not caplog.records
     assert listen_url(behind_pooler, pooled) == pooled
     assert "MAILFLOW_LISTEN_URL" in caplog.records[0].getMessage()
+
+
+
+FLOW_QUERY = """
+query Flow($connectorId: ID) {
+  mailFlow(start: "2026-03-01", end: "2026-03-03", connectorId: $connectorId) { date messages }
+}
+"""
+
+
+@pytest.mark.parametrize("over_websocket", [MAIL_FLOW, FLOW_QUERY], ids=["subscription", "query"])
+async def test_a_variable_that_does_not_fit_its_type_has_the_code_and_message_it_has_over_post(
+    address: str, seed: Seed, organization_id: int, over_websocket: str
+) -> None:
+    token = await seed.token(organization_id)
+    variables = {"connectorId": {"not": "an id"}}
+    async with subscriber(address, token) as socket_:
+        refused = await subscribe(socket_, over_websocket, variables)
+    async with httpx.AsyncClient(base_url=f"http://{address}") as client:
+        over_post = await client.post("/graphql", json={"query": FLOW_QUERY,
+                                                        "variables": variables},
+                                      headers={"Authorization": f"Bearer {token}"})
+
+    # graphql-transport-ws sends a subscription's refusal as "error", a query's as "next".
+    (error,) = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+    (posted,) = over_post.json()["errors"]
+    assert posted["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert error["extensions"] == posted["extensions"]
+    assert error["message"] == posted["message"]
+    assert "$connectorId" in error["message"]

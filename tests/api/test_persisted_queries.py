@@ -170,3 +170,20 @@ def test_persisted_queries_are_on_by_default_and_a_setting_switches_them_off(
     assert Settings().persisted_queries is True
     monkeypatch.setenv("MAILFLOW_PERSISTED_QUERIES", "false")
     assert Settings().persisted_queries is False
+
+
+@pytest.mark.parametrize(
+    "accept", ["*/*", "text/html", "text/html,application/xhtml+xml,*/*;q=0.8"])
+async def test_a_get_by_hash_is_answered_as_a_query_whatever_it_accepts(
+    api: Api, domains: list[str], accept: str
+) -> None:
+    await post(api, {"query": QUERY, "extensions": persisted()})
+    headers = {"Authorization": f"Bearer {api.token}", "Accept": accept}
+
+    known = await api.client.get(
+        "/graphql", params={"extensions": json.dumps(persisted())}, headers=headers)
+    unknown = await api.client.get(
+        "/graphql", params={"extensions": json.dumps(persisted("0" * 64))}, headers=headers)
+
+    assert known.json() == {"data": {"acceptedDomains": domains}}
+    assert code_of(unknown) == "PERSISTED_QUERY_NOT_FOUND"

@@ -347,3 +347,63 @@ async def test_a_malformed_request_gets_a_coded_client_error_and_no_internals(
     assert all(error["extensions"]["code"] != "INTERNAL_SERVER_ERROR" for error in errors)
     for leak in ("Traceback", ".py", "strawberry", "asyncpg", "SELECT"):
         assert leak not in response.text
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("GET", "/ingest", "POST"),
+    ("PUT", "/graphql", "GET, POST"),
+    ("DELETE", "/graphql", "GET, POST"),
+    ("HEAD", "/graphql", "GET, POST"),
+    ("POST", "/export/connector-report.csv", "GET, HEAD"),
+    ("POST", "/export/tls-usage.csv", "GET, HEAD"),
+    ("POST", "/healthz", "GET, HEAD"),
+    ("POST", "/static/graphiql/graphiql.min.js", "GET, HEAD"),
+])
+async def test_a_method_a_path_does_not_answer_is_405_with_allow_and_a_coded_json_error(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path, headers={"X-Request-ID": "lb-1234-abcd"})
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.headers["x-request-id"] == "lb-1234-abcd"
+    if method != "HEAD":  # an answer to HEAD has no body
+        message = the_error(response, 405, "METHOD_NOT_ALLOWED")
+        assert message == f"the method {method} is not allowed on {path}, which answers {allowed}"
+
+
+EXTENSIONS = json.dumps({"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}})
+
+
+@pytest.mark.parametrize(("parameters", "message"), [
+    ([("query", QUERY), ("query", "{ __typename }")],
+     'the "query" query parameter is given 2 times; give it once'),
+    ([("query", QUERY), ("variables", "{}"), ("variables", '{"a": 1}')],
+     'the "variables" query parameter is given 2 times; give it once'),
+    ([("query", QUERY), ("operationName", "A"), ("operationName", "A"), ("operationName", "B")],
+     'the "operationName" query parameter is given 3 times; give it once'),
+    ([("extensions", EXTENSIONS), ("extensions", EXTENSIONS)],
+     'the "extensions" query parameter is given 2 times; give it once'),
+    ([("query", QUERY), ("varaibles", "{}")],
+     'unknown query parameter "varaibles": GET /graphql reads query, variables, operationName '
+     "and extensions"),
+    ([("query", QUERY), ("", "")],
+     'unknown query parameter "": GET /graphql reads query, variables, operationName '
+     "and extensions"),
+])
+async def test_a_get_with_a_repeated_or_unknown_parameter_is_a_bad_request_naming_it(
+    api: Api, parameters: list[tuple[str, str]], message: str
+) -> None:
+    response = await api.client.get(
+        "/graphql", params=parameters, headers={"Authorization": f"Bearer {api.token}"})
+
+    assert the_error(response, 400) == message
+
+
+async def test_get_parameters_each_given_once_are_answered(api: Api) -> None:
+    response = await api.client.get("/graphql", params={
+        "query": "query A { connectors { name } } query B { __typename }",
+        "operationName": "A", "variables": "{}", "extensions": "{}",
+    }, headers={"Authorization": f"Bearer {api.token}"})
+
+    assert response.json() == {"data": {"connectors": []}}

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import SubscriptionExecutionResult
@@ -38,6 +39,7 @@ from mailflow.api.body import (
     bounded,
     from_json_body,
     from_query_string,
+    refuse_unread_parameters,
     unsupported_content_type,
 )
 from mailflow.api.context import RequestContext
@@ -54,7 +56,7 @@ from mailflow.api.errors import (
     unavailable_response,
 )
 from mailflow.api.export import ExportEndpoint
-from mailflow.api.graphiql import graphiql_page, graphiql_routes
+from mailflow.api.graphiql import asks_for_html, graphiql_page, graphiql_routes
 from mailflow.api.health import Readiness, healthz
 from mailflow.api.ingest import IngestEndpoint
 from mailflow.api.limits import parse_within
@@ -85,6 +87,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A request id from a load balancer is kept when it is this plain; anything else is replaced.
 PLAIN_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 GRAPHIQL_DISABLED = "GRAPHIQL_DISABLED"
+METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -117,6 +120,13 @@ class GraphQLView(GraphQL[RequestContext, None]):
     """strawberry's ASGI view, run by ``GraphQLEndpoint`` with a context it has built."""
 
     persisted: PersistedQueries | None = None
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """GraphiQL for a browser's GET: one that asks for HTML and sends neither a query nor
+        extensions; a GET with ``extensions`` alone names a persisted query by its hash."""
+        params = request.query_params
+        return (request.method == "GET" and "query" not in params and "extensions" not in params
+                and asks_for_html(request.headers.get("accept", "")))
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
         """One operation from a GET's query string or a POST's JSON body, its query looked up
@@ -222,6 +232,8 @@ class GraphQLEndpoint:
             return self._graphiql(request)
 
         refuse_compressed_body(request)
+        if request.method == "GET":
+            refuse_unread_parameters(request.query_params)
         request = await bounded(request, self.settings.max_request_bytes)
         # One connection and one transaction per request: authentication and every loader
         # share them, so a request costs one pool checkout however many reads it makes. The
@@ -309,8 +321,8 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/", _to_graphql, methods=["GET", "HEAD"]),
-            Route("/graphql", metrics.measured("graphql", metrics.graphql(
-                _limited(limit, endpoint.handle))), methods=["GET", "POST"], name="graphql"),
+            _graphql_route(metrics.measured("graphql", metrics.graphql(
+                _limited(limit, endpoint.handle)))),
             *([] if live is None else [WebSocketRoute("/graphql", live.handle)]),
             Route("/ingest", metrics.measured("ingest", _limited(limit, _identified(
                 ingest.handle))), methods=["POST"], name="ingest"),
@@ -322,9 +334,18 @@ def create_app(
             *([] if tracer_provider is None else [tracing_middleware(tracer_provider)]),
             *_cross_origin(settings),
         ],
+        exception_handlers={405: _method_not_allowed},
     )
     app.state.response_cache = endpoint.cache
     return app
+
+
+def _graphql_route(handler: Handler) -> Route:
+    """/graphql for GET and POST. Starlette adds HEAD to a route that takes GET, but
+    strawberry answers no HEAD: left out, it gets the router's 405 like any other method."""
+    route = Route("/graphql", handler, methods=["GET", "POST"], name="graphql")
+    route.methods = {"GET", "POST"}
+    return route
 
 
 def _export_routes(
@@ -424,6 +445,19 @@ def _failure(error: Exception, request_id: str) -> Response:
         error_body(INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, requestId=request_id),
         status_code=500,
     )
+
+
+def _method_not_allowed(request: Request, error: Exception) -> Response:
+    """405 as the API's other refusals are answered: a coded JSON error, with ``Allow``."""
+    headers = getattr(error, "headers", None) or {}
+    # Static files refuse other methods without saying which they answer: GET and HEAD.
+    allowed = ", ".join(sorted(
+        method.strip() for method in headers.get("Allow", "GET, HEAD").split(",")
+    ))
+    message = (f"the method {request.method[:20]} is not allowed on {request.url.path[:100]}, "
+               f"which answers {allowed}")
+    return JSONResponse(error_body(message, METHOD_NOT_ALLOWED), status_code=405, headers={
+        "Allow": allowed, REQUEST_ID_HEADER: _request_id(request)})
 
 
 async def _to_graphql(request: Request) -> Response:

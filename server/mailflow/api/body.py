@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message
 from strawberry.http import GraphQLRequestData
@@ -25,6 +26,7 @@ SHAPE = f'the body must be a JSON object with a "query" string, such as {EXAMPLE
 # A JSON \uXXXX escape of half a surrogate pair decodes to a string that is no Unicode text:
 # it could not be encoded for the database, nor for the answer that quotes it.
 UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
+GET_PARAMETERS = ("query", "variables", "operationName", "extensions")
 ACCEPTED = (
     'send a POST with "Content-Type: application/json" and a JSON object body, or a GET '
     'with the query in the "query" parameter; form and multipart bodies are not supported'
@@ -116,6 +118,21 @@ def from_query_string(params: Mapping[str, Any]) -> GraphQLRequestData:
                 'URL-encoded, such as variables=%7B%22start%22%3A%222025-01-01%22%7D'
             ) from None
     return _request_data(data, "parameter", 'pass the GraphQL document in "query"')
+
+
+def refuse_unread_parameters(params: QueryParams) -> None:
+    """Raise RequestError for a GET parameter that is not one of GET_PARAMETERS, or is one
+    given more than once: either would be dropped unseen."""
+    unknown = sorted(set(params) - set(GET_PARAMETERS))
+    if unknown:
+        raise RequestError(
+            f'unknown query parameter "{unknown[0][:40]}": GET /graphql reads '
+            f"{', '.join(GET_PARAMETERS[:-1])} and {GET_PARAMETERS[-1]}"
+        )
+    for name in GET_PARAMETERS:
+        count = len(params.getlist(name))
+        if count > 1:
+            raise RequestError(f'the "{name}" query parameter is given {count} times; give it once')
 
 
 def unsupported_content_type(content_type: str) -> UnsupportedContentTypeError:

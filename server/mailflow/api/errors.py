@@ -15,10 +15,13 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError, GraphQLSyntaxError
+from graphql import InitialIncrementalExecutionResult as InitialIncrementalResult
 from graphql.validation.validate import ValidationAbortedError
 from starlette.responses import JSONResponse
 from strawberry.extensions import SchemaExtension
+from strawberry.types.execution import ExecutionResult, StreamExecutionResult
 
 from mailflow.errors import MailflowError
 from mailflow.store.availability import is_database_unavailable
@@ -52,7 +55,18 @@ class ErrorBoundary(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
+        self._code(self.execution_context.result)
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        """Code each answer of a WebSocket operation before it is sent: those pass by
+        ``on_operation``, which ends only with the stream."""
+        if isinstance(result, ExecutionResult):
+            self._code(result)
+        yield
+
+    def _code(
+        self, result: ExecutionResult | GraphQLExecutionResult | InitialIncrementalResult | None
+    ) -> None:
         if result is None or not result.errors:
             return
         request_id = getattr(self.execution_context.context, "request_id", None)

@@ -122,6 +122,28 @@ CONTENT_SECURITY_POLICY = "; ".join([
 ])
 
 
+def asks_for_html(accept: str) -> bool:
+    """Whether an Accept header names ``text/html`` (with a weight above 0), as a browser's
+    does; ``*/*`` alone is any client's, which wants the API's JSON."""
+    for media_range in accept.split(","):
+        media_type, *parameters = (part.strip().lower() for part in media_range.split(";"))
+        if media_type == "text/html" and not any(
+            _is_zero_weight(parameter) for parameter in parameters
+        ):
+            return True
+    return False
+
+
+def _is_zero_weight(parameter: str) -> bool:
+    name, _, value = parameter.partition("=")
+    if name.strip() != "q":
+        return False
+    try:
+        return float(value) <= 0
+    except ValueError:
+        return False
+
+
 def graphiql_routes() -> list[BaseRoute]:
     """The routes that serve GraphiQL's scripts and styles."""
     return [Mount(ASSETS_PATH, app=StaticFiles(directory=ASSETS_DIR), name="graphiql-assets")]

@@ -27,7 +27,7 @@ from mailflow import domain
 from mailflow.api import live
 from mailflow.api.auth import ForbiddenError
 from mailflow.api.context import Info, SubscriptionContext, TransportError
-from mailflow.api.errors import ErrorBoundary, client_error, has_code
+from mailflow.api.errors import ErrorBoundary
 from mailflow.api.execution import ExecutionContext as FastListsExecutionContext
 from mailflow.api.ids import (
     CONNECTOR,
@@ -1445,7 +1445,6 @@ class MailflowSchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """Log nothing here: ErrorBoundary logs unexpected errors with the request id."""
-        _code_subscription_errors(errors, execution_context)
 
     def as_str(self) -> str:
         """The SDL as introspection shows it: federation's keys are not part of it."""
@@ -1462,24 +1461,6 @@ class FederatedSchema(strawberry.federation.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """Log nothing here: ErrorBoundary logs unexpected errors with the request id."""
-        _code_subscription_errors(errors, execution_context)
-
-
-def _code_subscription_errors(
-    errors: list[GraphQLError], execution_context: ExecutionContext | None
-) -> None:
-    """Give a subscription's errors their ``extensions.code``: they pass by ErrorBoundary.
-
-    Those without a field path are about the document (its stream's own errors have their
-    code already).
-    """
-    context = None if execution_context is None else execution_context.context
-    if isinstance(context, SubscriptionContext):
-        errors[:] = [
-            error if has_code(error) else client_error(
-                error, executing=error.path is not None, request_id=context.request_id)
-            for error in errors
-        ]
 
 
 EXTENSIONS = [
