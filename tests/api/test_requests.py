@@ -372,6 +372,18 @@ async def test_a_method_a_path_does_not_answer_is_405_with_allow_and_a_coded_jso
         assert message == f"the method {method} is not allowed on {path}, which answers {allowed}"
 
 
+@pytest.mark.parametrize("path", ["/nothing", "/graphql/more", "/export/other.csv",
+                                  "/static/graphiql/missing.js"])
+async def test_a_path_the_api_does_not_answer_is_404_with_a_coded_json_error(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path, headers={"X-Request-ID": "lb-1234-abcd"})
+
+    message = the_error(response, 404, "NOT_FOUND")
+    assert message.startswith(f"no such path: {path}; mailflow answers /graphql, /ingest")
+    assert response.headers["x-request-id"] == "lb-1234-abcd"
+
+
 EXTENSIONS = json.dumps({"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}})
 
 

@@ -88,6 +88,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 PLAIN_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 GRAPHIQL_DISABLED = "GRAPHIQL_DISABLED"
 METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+NOT_FOUND = "NOT_FOUND"
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -334,7 +335,7 @@ def create_app(
             *([] if tracer_provider is None else [tracing_middleware(tracer_provider)]),
             *_cross_origin(settings),
         ],
-        exception_handlers={405: _method_not_allowed},
+        exception_handlers={404: _not_found, 405: _method_not_allowed},
     )
     app.state.response_cache = endpoint.cache
     return app
@@ -445,6 +446,15 @@ def _failure(error: Exception, request_id: str) -> Response:
         error_body(INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, requestId=request_id),
         status_code=500,
     )
+
+
+def _not_found(request: Request, error: Exception) -> Response:
+    """404 as a coded JSON error naming the paths the API answers."""
+    message = (f"no such path: {request.url.path[:100]}; mailflow answers /graphql, /ingest, "
+               "/export/connector-report.csv, /export/tls-usage.csv, /healthz, /readyz and "
+               "/metrics")
+    return JSONResponse(error_body(message, NOT_FOUND), status_code=404, headers={
+        REQUEST_ID_HEADER: _request_id(request)})
 
 
 def _method_not_allowed(request: Request, error: Exception) -> Response:
