@@ -249,3 +249,33 @@ async def test_a_byte_order_mark_below_the_first_line_is_read_alike_with_workers
                        + "".join(f"k{n},2026-03-01T10:00:00Z,INBOUND\n" for n in range(9)))
 
     await assert_loaded_alike(env, database_url, "csv", [records])
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+async def test_a_load_by_workers_stopped_midway_says_exactly_how_many_facts_it_kept(
+    env: dict[str, str], database_url: str, tmp_path: Path, stop: signal.Signals
+) -> None:
+    records = tmp_path / "records.ndjson"
+    records.write_text(ndjson(*(record(n) for n in range(6000))))
+    load = await asyncio.create_subprocess_exec(
+        MAILFLOW, "ingest", "ndjson", "--org", "stopped", "--workers", "2", "--batch-size", "10",
+        str(records), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    connection = await asyncpg.connect(database_url)
+    try:
+        for _ in range(600):
+            if await connection.fetchval("SELECT count(*) FROM message_facts") > 100:
+                break
+            await asyncio.sleep(0.05)
+        load.send_signal(stop)
+        _, errors = await asyncio.wait_for(load.communicate(), timeout=30)
+        kept = await connection.fetchval("SELECT count(*) FROM message_facts")
+    finally:
+        await connection.close()
+    assert 100 < kept < 6000, "the signal should fall within the load"
+
+    said = errors.decode()
+    assert load.returncode == 128 + stop, said
+    assert f"interrupted: {kept} facts loaded so far are kept" in said
+    assert "Traceback" not in said
+    assert "leaked" not in said

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
@@ -391,13 +392,26 @@ def _ingest(
     processes = worker_count(workers, files)
 
     async def work(pool: Any) -> bool:
+        _stop_on_terminate()
         report, _ = await ingest_files(pool, org, files, log_format,
                                        progress=sys.stdout.isatty(), batch_size=batch_size,
                                        workers=processes)
         return bool(report.problems or report.rejections)
 
-    if _run(lambda: _with_database(work)):
+    try:
+        failed = _run(lambda: _with_database(work))
+    except asyncio.CancelledError:  # by SIGTERM, after saying what was kept
+        raise typer.Exit(128 + signal.SIGTERM) from None
+    if failed:
         raise typer.Exit(1)  # the summary has listed unreadable files or rejected records
+
+
+def _stop_on_terminate() -> None:
+    """Let SIGTERM (a service manager's stop, ``kill``) stop the running command as Ctrl-C
+    does: what was committed is counted and said, and nothing is left running."""
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 def _check_files(files: list[str]) -> None:

@@ -118,11 +118,12 @@ async def load_records_in_parallel(
             lines_of[chunk.file] += len(chunk.lines)
             pending.append(executor.submit(_store_chunk, chunk))
             if len(pending) > workers:  # a batch for each worker, and one read ahead
-                merge(await asyncio.wrap_future(pending.popleft()))
+                merge(await _next_outcome(pending))
         while pending:
-            merge(await asyncio.wrap_future(pending.popleft()))
+            merge(await _next_outcome(pending))
     except BaseException:
         executor.shutdown(wait=False, cancel_futures=True)
+        _count_begun(pending, merge)
         raise
     executor.shutdown()
 
@@ -130,6 +131,31 @@ async def load_records_in_parallel(
         names[file - 1] for file in sorted(lines_of) if not recognized_of[file]
     )
     return result
+
+
+async def _next_outcome(pending: collections.deque[Future[ChunkOutcome]]) -> ChunkOutcome:
+    """The outcome of the oldest batch, taken from ``pending`` once it is there: a batch
+    awaited when the load is interrupted stays pending, to be counted by _count_begun."""
+    outcome = await asyncio.wrap_future(pending[0])
+    pending.popleft()
+    return outcome
+
+
+def _count_begun(
+    pending: collections.deque[Future[ChunkOutcome]], merge: Callable[[ChunkOutcome], None]
+) -> None:
+    """Wait for the batches that workers have begun and count what they stored, after an
+    interruption or an error: a worker commits its batch whatever happens here, so only then
+    is what is said to be kept what is. Batches not begun were cancelled; a batch that failed
+    stored nothing; an interruption while waiting (a second Ctrl-C) stops the wait."""
+    for future in pending:
+        if future.cancelled():
+            continue
+        try:
+            outcome = future.result()
+        except Exception:  # its transaction was rolled back, or its worker died
+            continue
+        merge(outcome)
 
 
 def _chunks(
