@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from mailflow.domain import Direction
-from mailflow.ingest.push import MAX_LINE_BYTES
+from mailflow.ingest.sources import MAX_LINE_LENGTH
 from mailflow.store.tokens import TokenRole
 
 from .conftest import Seed
@@ -124,7 +124,7 @@ async def test_rejected_records_are_named_by_line_and_the_rest_are_stored(
         "",
         "{not json",
         json.dumps(record(3, occurred_at="2026-03-01T10:00:00")),
-        "x" * (MAX_LINE_BYTES + 10),
+        "é" * (MAX_LINE_LENGTH + 1),  # characters are counted, not bytes
         json.dumps(record(4)),
     ]
 
@@ -138,7 +138,7 @@ async def test_rejected_records_are_named_by_line_and_the_rest_are_stored(
     assert "'SIDEWAYS' is not one of INBOUND, OUTBOUND" in reasons[2]
     assert reasons[4].startswith("not JSON")
     assert "has no UTC offset" in reasons[5]
-    assert f"longer than {MAX_LINE_BYTES} bytes" in reasons[6]
+    assert reasons[6] == f"the line is longer than {MAX_LINE_LENGTH} characters"
 
 
 @pytest.mark.parametrize(

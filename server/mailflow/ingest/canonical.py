@@ -132,6 +132,8 @@ class RecordReader:
             line = line.removeprefix(BYTE_ORDER_MARK)
         if not line or line.isspace():  # blank; isspace stops at the first other character
             return None
+        if not line.isascii():
+            _check_utf8(line)
         if self.kind == "ndjson":
             return fact_from_record(_json_object(line))
         if self.columns is None:
@@ -252,13 +254,35 @@ def _json_object(line: str) -> dict[str, Any]:
     return value
 
 
+def _check_utf8(line: str) -> None:
+    """RejectedRecord for a line read from bytes that are not UTF-8 (each such byte is read as
+    a lone surrogate, U+DC80 to U+DCFF)."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as error:
+        byte = ord(line[error.start]) - 0xDC00
+        shown = f"byte 0x{byte:02X}" if 0x80 <= byte <= 0xFF else "a lone surrogate"
+        raise RejectedRecord(
+            f"the line is not UTF-8 text: {shown} at character {error.start + 1}; write "
+            "records in UTF-8"
+        ) from None
+
+
+def _csv_error(line: str, error: csv.Error, what: str) -> RejectedRecord:
+    """The rejection of a line the csv module cannot read, in words for people."""
+    if "\r" in line.removesuffix("\n").removesuffix("\r"):
+        return RejectedRecord(f"{what} holds a carriage return (CR) outside quotes; a record "
+                              "is one line, ended by LF or CR LF")
+    return RejectedRecord(f"{what} is not a CSV line ({error})")
+
+
 def _csv_header(line: str) -> tuple[str, ...]:
     """The field names of a CSV header line, in any letter case and with spaces around."""
     try:
         names = next(csv.reader([line]))
     except csv.Error as error:
-        raise RejectedRecord(f"the CSV header is not a CSV line ({error}); no line of this "
-                             "file is read") from None
+        rejection = _csv_error(line, error, "the CSV header")
+        raise RejectedRecord(f"{rejection}; no line of this file is read") from None
     columns = tuple(name.strip().lower() for name in names)
     unknown = [name for name, column in zip(names, columns, strict=True)
                if column not in _FIELD_SET]
@@ -286,7 +310,7 @@ def _csv_record(columns: tuple[str, ...], line: str) -> dict[str, Any]:
     try:
         values = next(csv.reader([line]))
     except csv.Error as error:
-        raise RejectedRecord(f"not a CSV record: {error}") from None
+        raise _csv_error(line, error, "the record") from None
     if len(values) != len(columns):
         raise RejectedRecord(
             f"the record has {len(values)} values for the header's {len(columns)} columns"

@@ -170,7 +170,7 @@ def _chunks(
         header: str | None = None
         chunk = Chunk(file, 1, None, [])
         lines = read_log(name, on_problem=report.problems.append, advance=advance,
-                         mark_long_lines=True)
+                         records=True)
         for number, line in enumerate(lines, 1):
             if kind == "csv" and header is None:
                 text = line.removeprefix(BYTE_ORDER_MARK) if number == 1 else line

@@ -26,9 +26,11 @@ from mailflow.ingest.canonical import (
 )
 from mailflow.ingest.classify import load_classifier
 from mailflow.ingest.pipeline import DEFAULT_BATCH_SIZE, load_facts
+from mailflow.ingest.sources import LONG_LINE, MAX_LINE_LENGTH
 from mailflow.store.isolation import organization_transaction
 
-MAX_LINE_BYTES = 64 * 1024
+# A line of MAX_LINE_LENGTH characters is at most 4 bytes a character, and its CR.
+MAX_LINE_BYTES = 4 * MAX_LINE_LENGTH + 1
 DECOMPRESSED_STEP = 256 * 1024  # most bytes one compressed chunk may expand to at a time
 
 
@@ -72,9 +74,7 @@ async def load_pushed_records(
     batch: list[MessageFact] = []
     async for number, line in numbered_lines(chunks):
         try:
-            if line is None:
-                raise RejectedRecord(f"the line is longer than {MAX_LINE_BYTES} bytes")
-            fact = reader.read(number, line)
+            fact = reader.read(number, LONG_LINE if line is None else line)
         except UnderBadHeader:
             result.rejected += 1  # the header's rejection says why; listed once
             continue
@@ -104,9 +104,11 @@ async def _store(
 
 
 async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, str | None]]:
-    """(line number, text) for each line of the chunks; text is None for a line over
-    MAX_LINE_BYTES, which is skipped without being held, and for a line that is not UTF-8
-    the text holds the replacement character (the record is then rejected as malformed)."""
+    """(line number, text) for each line of the chunks, as ``mailflow ingest`` reads a file of
+    records (see mailflow.ingest.sources.read_log): a line ends at LF, a CR before it is
+    dropped, bytes that are not UTF-8 are read as lone surrogates for the reader to reject.
+    Text is None for a line over MAX_LINE_LENGTH characters; one over MAX_LINE_BYTES is
+    skipped without being held."""
     number = 0
     pending = bytearray()
     too_long = False
@@ -131,8 +133,9 @@ async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[in
         yield number + 1, None if too_long else _text(pending)
 
 
-def _text(line: bytearray) -> str:
-    return line.decode("utf-8", errors="replace").rstrip("\r")
+def _text(line: bytearray) -> str | None:
+    text = line.decode("utf-8", errors="surrogateescape").removesuffix("\r")
+    return None if len(text) > MAX_LINE_LENGTH else text
 
 
 async def gunzipped(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:

@@ -182,7 +182,7 @@ def _read_files(
         recognized = report.recognized_lines
         lines = yield from read_log(
             name, on_problem=report.problems.append, advance=advance,
-            on_long_line=None if records else long_line, mark_long_lines=records,
+            on_long_line=None if records else long_line, records=records,
         )
         # The parser has read the file's last line before asking for the next one.
         if lines and report.recognized_lines == recognized:

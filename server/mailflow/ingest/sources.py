@@ -1,8 +1,9 @@
 """Read log lines from files, gzip files and standard input.
 
-A line is at most ``MAX_LINE_LENGTH`` characters long (NULs not counted): a longer one
-is skipped without being held in memory, so a file without newlines (``/dev/zero``, a
-log padded with NULs after a crash) reads in constant memory.
+A line is at most ``MAX_LINE_LENGTH`` characters long (in a mail server's log NULs not
+counted; in records its line end not counted): a longer one is skipped without being held
+in memory, so a file without newlines (``/dev/zero``, a log padded with NULs after a crash)
+reads in constant memory.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ STDIN = "-"
 # Postfix's own lines are far shorter (syslog messages are cut at a few KiB).
 MAX_LINE_LENGTH = 64 * 1024  # characters, not counting the newline and NULs
 LINE_TOO_LONG = "line longer than 65536 characters"
-# What read_log yields for a line too long when asked to mark them: NULs are dropped from
-# every line read, so no line of a file is this.
-LONG_LINE = "\0"
+# What read_log yields for a line of records too long to read: a line holds a newline only at
+# its end, so no line of a file is this.
+LONG_LINE = "\n\0"
 _READ_SIZE = MAX_LINE_LENGTH + 1  # a line and its newline
+_RECORD_READ_SIZE = MAX_LINE_LENGTH + 2  # a line of records, and its CR LF
 
 
 class _CountingReader(io.RawIOBase):
@@ -62,7 +64,7 @@ def read_log(
     on_problem: Callable[[str], None],
     advance: Callable[[int], None] | None = None,
     on_long_line: Callable[[], None] | None = None,
-    mark_long_lines: bool = False,
+    records: bool = False,
 ) -> Generator[str, None, int]:
     """Lines of one file, gzip detected by its magic bytes, '-' stdin; returns how many.
 
@@ -76,8 +78,13 @@ def read_log(
     Newlines are universal (``\\r\\n`` and ``\\r`` end a line too, and become ``\\n``).
     NUL characters are dropped, and a line left empty by that at the end of the file is
     no line. A line longer than ``MAX_LINE_LENGTH`` is read past, not yielded: it counts
-    among the lines returned and ``on_long_line`` is told of it; with ``mark_long_lines``,
-    LONG_LINE is yielded in its place, so that the lines after it keep their numbers.
+    among the lines returned and ``on_long_line`` is told of it.
+
+    Lines of ``records`` are read as ``POST /ingest`` reads them, for the record reader to
+    judge: a line ends at LF alone (a CR before it stays, a CR elsewhere is part of the
+    line), NULs are kept, bytes that are not UTF-8 become lone surrogates (the reader's
+    "not UTF-8"), and LONG_LINE stands in for a line too long, so that the lines after it
+    keep their numbers.
     """
     try:
         raw = _open_binary(name)
@@ -90,6 +97,14 @@ def read_log(
         stream: IO[bytes] | gzip.GzipFile = buffered
         if buffered.peek(2)[:2] == GZIP_MAGIC:
             stream = gzip.GzipFile(fileobj=buffered)
+        if records:
+            readline = io.TextIOWrapper(
+                stream, encoding="utf-8", errors="surrogateescape", newline="\n"
+            ).readline
+            while line := readline(_RECORD_READ_SIZE):  # bounded, as below
+                count += 1
+                yield _record_line(line, readline)
+            return count
         readline = io.TextIOWrapper(
             stream, encoding="utf-8", errors="replace", newline=None
         ).readline
@@ -100,8 +115,6 @@ def read_log(
                     count += 1
                     if on_long_line is not None:
                         on_long_line()
-                    if mark_long_lines:
-                        yield LONG_LINE
                     continue
                 if not whole:
                     continue
@@ -115,6 +128,17 @@ def read_log(
     finally:
         if name != STDIN:
             raw.close()
+
+
+def _record_line(start: str, readline: Callable[[int], str]) -> str:
+    """The line of records begun by ``start``, or LONG_LINE for one too long, read to its end
+    in pieces that are not kept."""
+    if start[-1:] != "\n" and len(start) == _RECORD_READ_SIZE:  # the line goes on
+        while (rest := readline(_RECORD_READ_SIZE)) and rest[-1:] != "\n":
+            pass
+        return LONG_LINE
+    ending = 2 if start[-2:] == "\r\n" else 1 if start[-1:] == "\n" else 0
+    return LONG_LINE if len(start) - ending > MAX_LINE_LENGTH else start
 
 
 def _rest_of_line(start: str, readline: Callable[[int], str]) -> str | None:
