@@ -103,7 +103,7 @@ def read_log(
             ).readline
             while line := readline(_RECORD_READ_SIZE):  # bounded, as below
                 count += 1
-                yield _record_line(line, readline)
+                yield _record_line(line, readline) if len(line) > MAX_LINE_LENGTH else line
             return count
         readline = io.TextIOWrapper(
             stream, encoding="utf-8", errors="replace", newline=None
