@@ -216,12 +216,14 @@ def fact_from_record(record: dict[str, Any]) -> MessageFact:
         )
     for name in REQUIRED:
         if record.get(name) in (None, ""):
-            raise RejectedRecord(f"{name} is missing; every record needs {', '.join(REQUIRED)}")
-    version = _count(record, "version", default=FORMAT_VERSION, maximum=2**31)
-    if version != FORMAT_VERSION:
+            what = "is empty" if record.get(name) == "" else "is missing"
+            raise RejectedRecord(f"{name} {what}; every record needs {', '.join(REQUIRED)}")
+    version = record.get("version", FORMAT_VERSION)
+    if type(version) is not int or version != FORMAT_VERSION:
+        shown = str(version) if type(version) is int else _shown(version)
         raise RejectedRecord(
-            f"version {version} is not a format this server reads; it reads version "
-            f"{FORMAT_VERSION}"
+            f"version {shown} is not a format this server reads; it reads version "
+            f"{FORMAT_VERSION} (the number, or no version field)"
         )
 
     direction = _choice(record, "direction", _DIRECTIONS, Direction.INBOUND)
