@@ -200,7 +200,7 @@ def summary(
         f"{_span(report)}: {result.inserted} new, {result.duplicates} already loaded; "
         f"rollups refreshed for {len(result.touched_days)} day(s)",
     ]
-    if report.skipped:
+    if report.skipped or report.stored_as_zero:
         lines.append(report.summary())
     if report.assumed_year is not None:
         lines.append(_assumed_year(report.assumed_year, year_from))
