@@ -105,6 +105,32 @@ async def test_a_truncated_gzip_is_named_and_the_lines_before_it_are_loaded(
     assert 0 < await stored_facts(database_url) < 3000
 
 
+async def test_a_file_of_records_given_to_ingest_postfix_names_its_command_and_exits_1(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    records = tmp_path / "facts.ndjson"
+    records.write_text('{"source_key": "mx1/1", "occurred_at": "2021-01-27T08:15:00Z", '
+                       '"direction": "INBOUND", "tls_version": "TLS1_3"}\n')
+    log = tmp_path / "mail.log"
+    log.write_text(messages(2))
+
+    result = ingest(env, str(records), str(log))
+
+    assert result.returncode == 1, result.stderr
+    assert (f"warning: no Postfix log lines found in {records}: it looks like NDJSON records: "
+            "load it with `mailflow ingest ndjson`") in result.stderr
+    assert await stored_facts(database_url) == 2  # the good file is loaded all the same
+
+
+def test_a_postfix_log_exits_0(env: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(messages(2))
+
+    result = ingest(env, str(log))
+
+    assert (result.returncode, result.stderr.count("warning")) == (0, 0), result.stderr
+
+
 def test_an_ingest_that_could_not_read_a_file_to_the_end_exits_1(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -394,10 +394,11 @@ def _ingest(
         report, _ = await ingest_files(pool, org, files, log_format,
                                        progress=sys.stdout.isatty(), batch_size=batch_size,
                                        workers=processes)
-        return bool(report.problems or report.rejections)
+        return bool(report.problems or report.rejections or report.unrecognized_files)
 
     if _run(lambda: _with_database(work)):
-        raise typer.Exit(1)  # the summary has listed unreadable files or rejected records
+        # the summary has listed unreadable files, rejected records or files of another kind
+        raise typer.Exit(1)
 
 
 def _check_files(files: list[str]) -> None:
