@@ -62,7 +62,7 @@ async def test_an_absurd_recipient_count_loses_that_count_and_every_fact_is_stor
     assert (result.inserted, report.problems) == (4, [])
     assert await stored(pool) == (4, 4)
     assert await pool.fetchval("SELECT sum(recipients) FROM message_facts") == 3
-    assert "skipped lines: recipient count out of range: 1" in capsys.readouterr().err
+    assert "values stored as 0: recipient count out of range: 1" in capsys.readouterr().err
 
 
 async def test_a_line_too_long_is_counted_as_read_and_skipped_and_the_rest_stored(
