@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -235,8 +236,9 @@ def _unrecognized(name: str, log_format: LogFormat) -> str:
 def guess_command(name: str, log_format: LogFormat) -> str | None:
     """The ``mailflow ingest`` command of another format whose parser recognizes a line among
     the first GUESS_LINES of a file (blank lines left out: records allow them); None when
-    none does, or for standard input, which cannot be read again."""
-    if name == display_name(STDIN):
+    none does, or for what is no regular file: standard input or a pipe cannot be read
+    again, and opening a named pipe would wait for a writer."""
+    if name == display_name(STDIN) or not os.path.isfile(name):
         return None
     reader = read_log(name, on_problem=_ignore)
     sample = [line for line in islice(reader, GUESS_LINES) if not line.isspace()]
