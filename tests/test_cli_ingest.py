@@ -63,7 +63,7 @@ async def test_an_absurd_recipient_count_loses_one_number_and_no_fact(
     result = ingest(env, str(log))
 
     assert result.returncode == 0, result.stderr
-    assert "skipped lines: recipient count out of range: 1" in result.stderr
+    assert "no lines skipped; values stored as 0: recipient count out of range: 1" in result.stderr
     assert await stored_facts(database_url) == 4
 
 
@@ -86,8 +86,8 @@ async def test_absurd_sizes_time_stamps_and_long_lines_are_counted_and_the_rest_
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "acme: read 16 lines, found 4 message facts on 2021-01-27 (UTC)" in result.stderr
-    assert ("skipped lines: size out of range: 2, timestamp out of range: 2, "
-            "line longer than 65536 characters: 1") in result.stderr
+    assert ("skipped lines: timestamp out of range: 2, line longer than 65536 characters: 1; "
+            "values stored as 0: size out of range: 2") in result.stderr
     assert await stored_facts(database_url) == 4
 
 
@@ -103,6 +103,32 @@ async def test_a_truncated_gzip_is_named_and_the_lines_before_it_are_loaded(
     assert "the lines before it were loaded" in result.stderr
     assert "Aborted" not in result.stderr
     assert 0 < await stored_facts(database_url) < 3000
+
+
+async def test_a_file_of_records_given_to_ingest_postfix_names_its_command_and_exits_1(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    records = tmp_path / "facts.ndjson"
+    records.write_text('{"source_key": "mx1/1", "occurred_at": "2021-01-27T08:15:00Z", '
+                       '"direction": "INBOUND", "tls_version": "TLS1_3"}\n')
+    log = tmp_path / "mail.log"
+    log.write_text(messages(2))
+
+    result = ingest(env, str(records), str(log))
+
+    assert result.returncode == 1, result.stderr
+    assert (f"warning: no Postfix log lines found in {records}: it looks like NDJSON records: "
+            "load it with `mailflow ingest ndjson`") in result.stderr
+    assert await stored_facts(database_url) == 2  # the good file is loaded all the same
+
+
+def test_a_postfix_log_exits_0(env: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(messages(2))
+
+    result = ingest(env, str(log))
+
+    assert (result.returncode, result.stderr.count("warning")) == (0, 0), result.stderr
 
 
 def test_an_ingest_that_could_not_read_a_file_to_the_end_exits_1(

@@ -103,8 +103,9 @@ async def test_a_file_that_is_no_tracking_log_is_named_and_its_rows_counted(
 
     result = mailflow(env, "ingest", "exchange", "--org", "acme", str(other))
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     assert "exchange row with the wrong number of fields: 1" in result.stderr
     assert (f"no Exchange message tracking log lines found in {other}: "
-            "is this an Exchange message tracking log?") in result.stderr
+            "it looks like a Postfix log: load it with `mailflow ingest postfix`"
+            ) in result.stderr
     assert await facts_by_connector(database_url) == []

@@ -86,7 +86,7 @@ async def test_exim_logs_from_gzip_and_stdin_load_once_with_connectors_chosen_by
     }
 
 
-def test_a_file_that_is_not_an_exim_log_is_named_in_a_warning(
+def test_a_postfix_log_given_to_ingest_exim_is_named_with_its_command_and_exits_1(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     log = tmp_path / "mail.log"
@@ -94,6 +94,40 @@ def test_a_file_that_is_not_an_exim_log_is_named_in_a_warning(
 
     result = mailflow(env, "ingest", "exim", "--org", "acme", str(log))
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     assert "exim line without time stamp: 1" in result.stderr
+    assert (f"warning: no Exim log lines found in {log}: it looks like a Postfix log: "
+            "load it with `mailflow ingest postfix`") in result.stderr
+
+
+def test_a_file_of_no_known_format_is_named_in_a_warning_and_exits_1(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    log = tmp_path / "notes.txt"
+    log.write_text("shopping list\n")
+
+    result = mailflow(env, "ingest", "exim", "--org", "acme", str(log))
+
+    assert result.returncode == 1, result.stderr
     assert f"warning: no Exim log lines found in {log}: is this an Exim log?" in result.stderr
+
+
+def test_bad_values_of_an_exim_log_are_summarised_as_stored_or_skipped_and_exit_0(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    log = tmp_path / "mainlog"
+    log.write_text(
+        "2021-03-01 10:00:00 1lGqaA-0001aB-Cd <= a@example.net H=mx.example.net "
+        "[999.19.109.247] P=esmtp S=100\n"
+        "2021-03-01 10:00:01 1lGqbB-0001aB-Cd <= b@example.net H=mx.example.net "
+        "[203.0.113.5] P=esmtp S=-5\n"
+        "9999-12-31 23:59:59 -0100 1lGqcC-0001aB-Cd <= c@example.net H=mx.example.net "
+        "[203.0.113.5] P=esmtp S=100\n"
+    )
+
+    result = mailflow(env, "ingest", "exim", "--org", "acme", str(log))
+
+    assert result.returncode == 0, result.stderr
+    assert ("3 lines, 1 message fact, skipped lines: exim line whose H= address is not an "
+            "IP address: 1, timestamp out of range: 1; values stored as 0: "
+            "size out of range: 1") in result.stderr

@@ -396,14 +396,15 @@ def _ingest(
         report, _ = await ingest_files(pool, org, files, log_format,
                                        progress=sys.stdout.isatty(), batch_size=batch_size,
                                        workers=processes)
-        return bool(report.problems or report.rejections)
+        return bool(report.problems or report.rejections or report.unrecognized_files)
 
     try:
         failed = _run(lambda: _with_database(work))
     except asyncio.CancelledError:  # by SIGTERM, after saying what was kept
         raise typer.Exit(128 + signal.SIGTERM) from None
     if failed:
-        raise typer.Exit(1)  # the summary has listed unreadable files or rejected records
+        # the summary has listed unreadable files, rejected records or files of another kind
+        raise typer.Exit(1)
 
 
 def _stop_on_terminate() -> None:

@@ -197,8 +197,22 @@ def test_an_unusable_row_is_counted_by_kind_and_the_next_one_is_read(line: str, 
 def test_a_size_that_is_no_number_loses_the_size_not_the_message() -> None:
     facts, report = parse([receive(total_bytes="12kB")])
 
-    assert report.skipped == {exchange.SIZE_OUT_OF_RANGE: 1}
+    assert (report.skipped, report.stored_as_zero) == ({}, {exchange.SIZE_OUT_OF_RANGE: 1})
     assert facts[0].size_bytes == 0
+
+
+def test_a_send_whose_only_count_is_no_number_is_a_skipped_row_not_a_value_stored() -> None:
+    facts, report = parse([send(recipient_address="", recipient_count="-1")])
+
+    assert facts == []
+    assert (report.skipped, report.stored_as_zero) == ({exchange.RECIPIENTS_OUT_OF_RANGE: 1}, {})
+
+
+def test_a_receive_whose_count_is_no_number_is_stored_with_0_recipients_and_says_so() -> None:
+    facts, report = parse([receive(recipient_address="", recipient_count="many")])
+
+    assert [fact.recipients for fact in facts] == [0]
+    assert (report.skipped, report.stored_as_zero) == ({}, {exchange.RECIPIENTS_OUT_OF_RANGE: 1})
 
 
 def test_the_recipient_count_stands_in_when_no_address_is_listed() -> None:

@@ -162,11 +162,76 @@ def test_unusable_lines_are_counted_by_kind_and_the_rest_is_loaded() -> None:
 
     assert report.skipped == {
         "unparseable timestamp": 1, "timestamp out of range": 1,
-        "exim line without time stamp": 1, "malformed exim line": 2, "size out of range": 1,
+        "exim line without time stamp": 1, "malformed exim line": 1,
+        "exim line whose H= address is not an IP address": 1,
     }
+    assert report.stored_as_zero == {"size out of range": 1}
     assert len(facts) == report.facts == 4
     assert by_key(facts)["exim:1lGngG-0007gH-Ij:in"].size_bytes == 0
     assert report.lines == 10
+
+
+ARRIVAL = ("2021-03-01 10:00:00 1lGpaA-0001aB-Cd <= a@example.net H=mx.example.net "
+           "[{ip}] P=esmtps X=TLS1.3:TLS_AES_256_GCM_SHA384:256 S={size}\n")
+DELIVERY = ("2021-03-01 10:00:01 1lGpaA-0001aB-Cd => b@example.org R=dnslookup T=remote_smtp "
+            "H=mx.example.org [198.51.100.9] X=TLS1.2:ECDHE_RSA_AES_256_GCM_SHA384:256\n")
+COMPLETED = "2021-03-01 10:00:02 1lGpaA-0001aB-Cd Completed\n"
+
+
+def test_an_arrival_whose_address_is_no_ip_is_counted_and_its_deliveries_out_still_count() -> None:
+    facts, report = parse_lines([ARRIVAL.format(ip="999.19.109.247", size=4622), DELIVERY,
+                                 COMPLETED])
+
+    [outbound] = facts
+    assert (outbound.direction, outbound.peer_ip) == (Direction.OUTBOUND, "198.51.100.9")
+    assert (outbound.sender_domain, outbound.size_bytes) == ("example.net", 4622)
+    assert report.skipped == {"exim line whose H= address is not an IP address": 1}
+    assert "skipped lines: exim line whose H= address is not an IP address: 1" in report.summary()
+
+
+def test_an_authenticated_arrival_is_internal_whatever_its_address_says() -> None:
+    submitted = ARRIVAL.format(ip="999.19.109.247", size=10).replace(" P=esmtps", " P=esmtpsa")
+
+    facts, report = parse_lines([submitted, COMPLETED])
+
+    assert (facts, sum(report.skipped.values())) == ([], 0)
+
+
+def test_a_size_out_of_range_is_stored_as_0_and_the_summary_says_so_not_skipped() -> None:
+    lines = [ARRIVAL.format(ip="203.0.113.5", size="-5"), DELIVERY, COMPLETED,
+             *(line.replace("1lGpaA", "1lGpbB") for line in
+               (ARRIVAL.format(ip="203.0.113.5", size="9" * 40), COMPLETED))]
+
+    facts, report = parse_lines(lines)
+
+    assert sorted(fact.source_key for fact in facts) == [
+        "exim:1lGpaA-0001aB-Cd:in", "exim:1lGpaA-0001aB-Cd:out:mx.example.org[198.51.100.9]",
+        "exim:1lGpbB-0001aB-Cd:in",
+    ]
+    assert {fact.size_bytes for fact in facts} == {0}
+    assert (report.skipped, report.stored_as_zero) == ({}, {"size out of range": 2})
+    assert report.summary() == (
+        "5 lines, 3 message facts, no lines skipped; values stored as 0: size out of range: 2"
+    )
+
+
+def test_a_size_out_of_range_of_a_message_that_stays_inside_is_not_counted() -> None:
+    facts, report = parse_lines([ARRIVAL.format(ip="10.0.0.5", size="-5"), COMPLETED])
+
+    assert (facts, report.stored_as_zero, report.skipped) == ([], {}, {})
+
+
+def test_a_time_stamp_outside_the_calendar_is_out_of_range_and_an_impossible_date_unparseable(
+) -> None:
+    stamps = ["9999-12-31 23:59:59", "9999-12-31 23:59:59 -0100", "0001-01-01 00:00:00 +0100",
+              "0000-01-01 00:00:00", "2021-02-30 10:00:00", "2021-03-01 25:00:00"]
+    lines = [ARRIVAL.format(ip="203.0.113.5", size=1).replace("2021-03-01 10:00:00", stamp)
+             for stamp in stamps]
+
+    facts, report = parse_lines(lines)
+
+    assert facts == []
+    assert report.skipped == {"timestamp out of range": 4, "unparseable timestamp": 2}
 
 
 def test_a_message_is_emitted_when_exim_logs_it_completed() -> None:

@@ -341,9 +341,9 @@ def test_unusable_lines_are_counted_by_kind_and_do_not_stop_the_parse() -> None:
     assert report.skipped == {
         "unparseable timestamp": 1,
         "malformed postfix line": 4,
-        "size out of range": 1,  # size=big: read as 0, the message kept
         "postfix line without syslog header": 1,
     }
+    assert report.stored_as_zero == {}  # size=big of a message that expired: no fact holds it
     assert [fact.source_key for fact in facts] == [
         "postfix:mx1:F607182939:2021-01-27T10:00:11+00:00:in",
     ]
@@ -356,7 +356,7 @@ def test_the_report_summary_names_counts_and_kinds() -> None:
 
     assert report.summary() == (
         "22 lines, 1 message fact, skipped lines: malformed postfix line: 4, "
-        "postfix line without syslog header: 1, size out of range: 1, unparseable timestamp: 1"
+        "postfix line without syslog header: 1, unparseable timestamp: 1"
     )
 
 
@@ -369,7 +369,7 @@ def test_a_recipient_count_beyond_an_integer_loses_that_count_not_the_message() 
     assert [(fact.recipients, fact.size_bytes, fact.sender_domain) for fact in facts] == [
         (0, 4622, "example.net"),
     ]
-    assert report.skipped == {"recipient count out of range": 1}
+    assert (report.skipped, report.stored_as_zero) == ({}, {"recipient count out of range": 1})
     assert report.facts == 1
 
 
@@ -386,7 +386,7 @@ def test_an_absurd_size_loses_that_size_not_the_message(size: str) -> None:
     assert [(fact.recipients, fact.size_bytes, fact.sender_domain) for fact in facts] == [
         (2, 0, "example.net"),
     ]
-    assert report.skipped == {"size out of range": 1}
+    assert (report.skipped, report.stored_as_zero) == ({}, {"size out of range": 1})
 
 
 @pytest.mark.parametrize("size", ["-1", "9" * 5000, "big"])
@@ -404,14 +404,43 @@ def test_an_absurd_size_loses_that_size_not_the_outbound_message(size: str) -> N
 
     assert [(fact.direction, fact.size_bytes, fact.sender_domain, fact.recipients)
             for fact in facts] == [(Direction.OUTBOUND, 0, "example.com", 1)]
-    assert report.skipped == {"size out of range": 1}
+    assert (report.skipped, report.stored_as_zero) == ({}, {"size out of range": 1})
 
 
 def test_an_absurd_size_and_recipient_count_on_one_line_count_as_one_line() -> None:
     facts, report = parse_lines(one_inbound_message(size="-1", nrcpt="-1"))
 
     assert [(fact.recipients, fact.size_bytes) for fact in facts] == [(0, 0)]
-    assert report.skipped == {"size out of range": 1}
+    assert (report.skipped, report.stored_as_zero) == ({}, {"size out of range": 1})
+
+
+def test_an_absurd_value_of_a_message_that_stays_inside_is_not_counted_as_stored() -> None:
+    lines = [
+        "Jan 27 10:00:01 mx1 postfix/smtpd[206]: A1B2C3D4E5: client=app.example.com[10.0.0.7]\n",
+        "Jan 27 10:00:01 mx1 postfix/qmgr[50]: A1B2C3D4E5: from=<app@example.com>, "
+        "size=-1, nrcpt=1 (queue active)\n",
+        "Jan 27 10:00:02 mx1 postfix/qmgr[50]: A1B2C3D4E5: removed\n",
+    ]
+
+    facts, report = parse_lines(lines)
+
+    assert (facts, report.skipped, report.stored_as_zero) == ([], {}, {})
+
+
+def test_an_absurd_recipient_count_is_not_counted_as_stored_when_only_outbound_is() -> None:
+    lines = [
+        "Jan 27 10:00:01 mx1 postfix/smtpd[206]: A1B2C3D4E5: client=app.example.com[10.0.0.7]\n",
+        "Jan 27 10:00:01 mx1 postfix/qmgr[50]: A1B2C3D4E5: from=<app@example.com>, "
+        "size=10, nrcpt=-1 (queue active)\n",
+        "Jan 27 10:00:02 mx1 postfix/smtp[207]: A1B2C3D4E5: to=<bob@example.org>, "
+        "relay=mx.example.org[198.51.100.25]:25, delay=1, dsn=2.0.0, status=sent (250 ok)\n",
+        "Jan 27 10:00:02 mx1 postfix/qmgr[50]: A1B2C3D4E5: removed\n",
+    ]
+
+    facts, report = parse_lines(lines)
+
+    assert [(fact.direction, fact.recipients) for fact in facts] == [(Direction.OUTBOUND, 1)]
+    assert report.stored_as_zero == {}
 
 
 @pytest.mark.parametrize(

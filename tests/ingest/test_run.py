@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import os
 import random
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +63,7 @@ async def test_an_absurd_recipient_count_loses_that_count_and_every_fact_is_stor
     assert (result.inserted, report.problems) == (4, [])
     assert await stored(pool) == (4, 4)
     assert await pool.fetchval("SELECT sum(recipients) FROM message_facts") == 3
-    assert "skipped lines: recipient count out of range: 1" in capsys.readouterr().err
+    assert "values stored as 0: recipient count out of range: 1" in capsys.readouterr().err
 
 
 async def test_a_line_too_long_is_counted_as_read_and_skipped_and_the_rest_stored(
@@ -281,3 +282,41 @@ async def test_the_summary_gives_utc_days_whatever_the_offset_of_the_times(
     assert "found 2 message facts from 2026-04-30 to 2026-05-03 (UTC)" in capsys.readouterr().err
     days = await pool.fetch("SELECT day FROM daily_rollups ORDER BY day")
     assert [str(row["day"]) for row in days] == ["2026-04-30", "2026-05-03"]
+
+
+@pytest.mark.parametrize(("text", "command"), [
+    (messages(1), "postfix"),
+    ("2021-03-01 10:00:00 1lGnaA-0001aB-Cd <= a@example.net H=mx [203.0.113.5] S=1\n", "exim"),
+    ("#Software: Microsoft Exchange Server\n", "exchange"),
+    ('\n{"source_key": "k", "occurred_at": "2026-01-27T08:15:00Z", "direction": "INBOUND", '
+     '"tls_version": "TLS1_3"}\n', "ndjson"),
+    ("source_key,occurred_at,direction,tls_version\n", "csv"),
+    ("\n\n   \nnothing of mail\n", None),
+])
+def test_the_command_for_a_file_of_another_format_is_guessed_from_its_first_lines(
+    tmp_path: Path, text: str, command: str | None
+) -> None:
+    asked = run.exchange_format() if command == "postfix" else run.postfix_format(None)
+
+    assert run.guess_command(write(tmp_path / "file", text), asked) == command
+
+
+def test_no_command_is_guessed_for_a_named_pipe_so_the_summary_does_not_wait_for_a_writer(
+    tmp_path: Path
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    guesses: list[str | None] = []
+    guessing = threading.Thread(
+        target=lambda: guesses.append(run.guess_command(str(fifo), run.postfix_format(None))))
+
+    guessing.start()
+    guessing.join(timeout=5)
+    blocked = guessing.is_alive()
+    if blocked:  # waiting in open() for a writer: let it go before failing
+        with open(fifo, "w"):
+            pass
+        guessing.join()
+
+    assert not blocked
+    assert guesses == [None]

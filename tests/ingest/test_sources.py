@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections.abc import Generator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,6 +101,43 @@ def test_a_gzip_file_failing_its_checksum_is_called_corrupt_after_its_lines(
     assert (lines, count) == (LINES, len(LINES))
     assert problem.startswith(f"{corrupt}: the gzip data is corrupt (CRC check failed")
     assert problem.endswith(f"after line {len(LINES)}; the lines before it were loaded")
+
+
+def test_a_gzip_file_with_bytes_flipped_in_its_body_is_called_corrupt_never_truncated(
+    tmp_path: Path, log_gz: Path
+) -> None:
+    data = log_gz.read_bytes()
+    corrupt = tmp_path / "flipped.gz"
+    problems = set()
+    for position in range(20, len(data) - 8, 53):
+        flipped = bytearray(data)
+        flipped[position:position + 4] = bytes(byte ^ 0xFF for byte in data[position:position + 4])
+        corrupt.write_bytes(bytes(flipped))
+
+        [problem] = read(corrupt)[2]
+        problems.add(problem.partition(": ")[2].partition(" (")[0])
+    assert problems == {"the gzip data is corrupt"}
+
+
+def test_a_gzip_block_that_runs_past_the_end_of_a_whole_file_is_called_corrupt(
+    tmp_path: Path
+) -> None:
+    data = "".join(LINES).encode()
+    deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    body = deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    # A last stored block that says 65,535 bytes follow, then 3 bytes and the trailer.
+    body += b"\x01\xff\xff\x00\x00abc"
+    trailer = zlib.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little")
+    corrupt = tmp_path / "block.gz"
+    corrupt.write_bytes(gzip.compress(b"")[:10] + body + trailer)
+
+    lines, count, problems = read(corrupt)
+
+    assert (lines, count) == (LINES, len(LINES))
+    assert problems == [
+        f"{corrupt}: the gzip data is corrupt (a compressed block runs on into the file's "
+        f"trailer) after line {len(LINES)}; the lines before it were loaded"
+    ]
 
 
 def test_a_directory_or_a_missing_file_is_a_problem_not_an_exception(tmp_path: Path) -> None:

@@ -120,7 +120,9 @@ def parse_exchange(
 
     ``reference_time`` is not needed (every row carries its full date) and is ignored.
     Memory is bounded by the sends of the last hour. Rows that are Exchange events but
-    cannot be used are counted in ``report.skipped``; nothing in the input raises.
+    cannot be used are counted in ``report.skipped``; nothing in the input raises. A size or
+    recipient count that is no number in range is read as 0, and counted in
+    ``report.stored_as_zero`` once a fact holding it is stored.
     """
     del reference_time
     yield from _ExchangeReader(policy, report).stream(lines)
@@ -161,6 +163,7 @@ class _Send:
     row: _Row
     recipients: set[str] = field(default_factory=set)
     counted: int = 0  # from recipient-count, for rows that list no address
+    unusable: list[str] = field(default_factory=list)  # kinds of values read as 0
 
 
 class _ExchangeReader:
@@ -244,7 +247,8 @@ class _ExchangeReader:
             return
 
         recipients = _addresses(row["recipient-address"])
-        count = len({address.lower() for address in recipients}) or self._count(row)
+        unusable: list[str] = []
+        count = len({address.lower() for address in recipients}) or self._count(row, unusable)
         key = f"exchange:{row['server-hostname'].lower()}:{identity}:in:{ip}"
         self._add(MessageFact(
             source_key=key,
@@ -257,10 +261,10 @@ class _ExchangeReader:
             sender_domain=_domain(row["sender-address"]),
             recipient_domains=_domains(recipients),
             recipients=count,
-            size_bytes=self._size(row),
+            size_bytes=self._size(row, unusable),
             status=DeliveryStatus.RECEIVED,
             routes=_routes(row),
-        ))
+        ), unusable)
 
     def _send(self, row: _Row) -> None:
         at = self._time(row)
@@ -289,7 +293,7 @@ class _ExchangeReader:
         if delivered:
             send.recipients.update(address.lower() for address in delivered)
         elif not row["recipient-address"]:
-            send.counted += self._count(row)
+            send.counted += self._count(row, send.unusable)
 
     def _flush_before(self, cutoff: datetime) -> None:
         """Emit the sends whose first row is older than ``cutoff``, oldest first."""
@@ -301,6 +305,8 @@ class _ExchangeReader:
 
     def _emit_send(self, send: _Send) -> None:
         if not send.recipients and not send.counted:
+            for kind in send.unusable:  # no count to go by: the rows are not used
+                self._report.skip(kind)
             return  # every recipient was refused: nothing was delivered across
         row = send.row
         self._add(MessageFact(
@@ -314,17 +320,20 @@ class _ExchangeReader:
             sender_domain=_domain(row["sender-address"]),
             recipient_domains=_domains(send.recipients),
             recipients=min(len(send.recipients) + send.counted, MAX_RECIPIENTS),
-            size_bytes=self._size(row),
+            size_bytes=self._size(row, send.unusable),
             status=DeliveryStatus.DELIVERED,
             routes=_routes(row),
-        ))
+        ), send.unusable)
 
-    def _add(self, fact: MessageFact) -> None:
+    def _add(self, fact: MessageFact, unusable: list[str]) -> None:
+        """Store ``fact``, and count the ``unusable`` values it holds as 0 once it is."""
         if len(fact.source_key.encode()) > MAX_SOURCE_KEY_BYTES:
             self._report.skip(KEY_TOO_LONG)
             return
         self._ready.append(fact)
         self._report.found(fact.occurred_at)
+        for kind in unusable:
+            self._report.store_as_zero(kind)
 
     def _time(self, row: _Row) -> datetime | None:
         try:
@@ -341,16 +350,18 @@ class _ExchangeReader:
             return None
         return at
 
-    def _size(self, row: _Row) -> int:
+    def _size(self, row: _Row, unusable: list[str]) -> int:
+        """The row's size; 0 when it is none, its kind noted in ``unusable``."""
         size = _number(row["total-bytes"], MAX_MESSAGE_SIZE)
         if size is None:
-            self._report.skip(SIZE_OUT_OF_RANGE)
+            unusable.append(SIZE_OUT_OF_RANGE)
         return size or 0
 
-    def _count(self, row: _Row) -> int:
+    def _count(self, row: _Row, unusable: list[str]) -> int:
+        """The row's recipient count; 0 when it is none, its kind noted in ``unusable``."""
         count = _number(row["recipient-count"], MAX_RECIPIENTS)
         if count is None:
-            self._report.skip(RECIPIENTS_OUT_OF_RANGE)
+            unusable.append(RECIPIENTS_OUT_OF_RANGE)
         return count or 0
 
 

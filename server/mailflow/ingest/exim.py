@@ -24,7 +24,11 @@ message id; the second word says what happened:
 Facts are emitted when Exim logs ``Completed`` for the message, or at the end of input.
 Time stamps carry the date (``2020-02-22 00:00:01``), maybe milliseconds, a zone
 (``+0100``) and a process id (``[1234]``); without a zone they are taken as UTC.
-Unusable lines are counted by kind in the report; nothing in the input raises.
+Unusable lines are counted by kind in the report; nothing in the input raises. An arrival
+whose ``H=`` address is no IP address has no direction (inbound is judged by it): it is
+counted, and its deliveries out still count. The facts of a message whose ``S=`` is no
+size up to 1 TiB are stored with size 0, as the Postfix parser does, and the arrival is
+counted in ``report.stored_as_zero``.
 """
 
 from __future__ import annotations
@@ -37,12 +41,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
 from mailflow.ingest.network import BoundaryPolicy, InternalAddresses
 from mailflow.ingest.report import IngestReport
+from mailflow.ingest.window import TIMESTAMP_OUT_OF_RANGE
 from mailflow.store.rows import MAX_SIZE_BYTES, MAX_SOURCE_KEY_BYTES
 
 NO_TIMESTAMP = "exim line without time stamp"
 UNPARSEABLE_TIMESTAMP = "unparseable timestamp"
-TIMESTAMP_OUT_OF_RANGE = "timestamp out of range"
 MALFORMED = "malformed exim line"
+NO_PEER_ADDRESS = "exim line whose H= address is not an IP address"
 SIZE_OUT_OF_RANGE = "size out of range"
 KEY_TOO_LONG = "host, message id or relay too long"
 
@@ -120,6 +125,7 @@ class _Message:
     tls: tuple[TlsVersion, str | None] = (TlsVersion.NONE, None)
     sender_domain: str | None = None
     size: int = 0
+    size_unusable: bool = False  # S= was no size up to MAX_MESSAGE_SIZE: its facts say 0
     recipients: set[str] = field(default_factory=set)  # original addresses, any outcome
     deliveries: dict[str, _Delivery] = field(default_factory=dict)
     relay: str | None = None  # of the last => line, which the -> lines after it share
@@ -194,8 +200,6 @@ class _EximReader:
         if not sender or (host is not None and host[3] is None):
             self._report.skip(MALFORMED)
             return
-        if size is None:
-            self._report.skip(SIZE_OUT_OF_RANGE)
 
         previous = self._messages.pop(message_id, None)
         if previous is not None:  # an arrival begins a message: this id was reused
@@ -203,11 +207,17 @@ class _EximReader:
         message = self._messages[message_id] = _Message(message_id, at, arrived_at=at)
         message.sender_domain = _domain(sender)
         message.size = size or 0
+        message.size_unusable = size is None
         if host is None:
             return  # submitted on this host (P=local, U=user): internal
         ip = host[3]
         authenticated = "A" in fields or fields.get("P", "").lower() in ("esmtpa", "esmtpsa")
-        message.inbound = self._is_internal(ip) is False and not authenticated
+        internal = self._is_internal(ip)
+        if internal is None and not authenticated:
+            # Without an address its direction is unknown: counted, as the other parsers do;
+            # the message's deliveries out still count, with its sender and size.
+            self._report.skip(NO_PEER_ADDRESS)
+        message.inbound = internal is False and not authenticated
         if message.inbound:
             message.peer_host = host[1] or None  # the name Exim verified, not the helo
             message.peer_ip = ip
@@ -257,7 +267,8 @@ class _EximReader:
             return  # a socket path rather than a network host
         internal = self._is_internal(ip)
         if internal is None:
-            self._report.skip(MALFORMED)
+            self._report.skip(NO_PEER_ADDRESS)
+            message.relay = None
             return
         if internal and not self._policy.is_outbound_route(routes):
             message.relay = None
@@ -291,8 +302,11 @@ class _EximReader:
             at = datetime(int(year), int(month), int(day), int(hour), int(minute),
                           int(second), int((fraction or "0").ljust(6, "0")), tzinfo=zone)
             at = at.astimezone(UTC)
-        except (ValueError, OverflowError):
-            self._report.skip(UNPARSEABLE_TIMESTAMP)
+        except OverflowError:  # its zone takes it off the calendar
+            self._report.skip(TIMESTAMP_OUT_OF_RANGE)
+            return None
+        except ValueError:  # year 0000 is a date, outside the calendar; 02-30 is none
+            self._report.skip(TIMESTAMP_OUT_OF_RANGE if year == "0000" else UNPARSEABLE_TIMESTAMP)
             return None
         if not _EARLIEST <= at <= _LATEST:
             self._report.skip(TIMESTAMP_OUT_OF_RANGE)
@@ -314,12 +328,16 @@ class _EximReader:
             facts.append(_inbound_fact(message, message.arrived_at))
         for relay, delivery in message.deliveries.items():
             facts.append(_outbound_fact(message, relay, delivery))
+        stored = 0
         for fact in facts:
             if len(fact.source_key.encode()) > MAX_SOURCE_KEY_BYTES:
                 self._report.skip(KEY_TOO_LONG)
                 continue
             self._ready.append(fact)
             self._report.found(fact.occurred_at)
+            stored += 1
+        if stored and message.size_unusable:
+            self._report.store_as_zero(SIZE_OUT_OF_RANGE)
 
 
 def _inbound_fact(message: _Message, arrived: datetime) -> MessageFact:

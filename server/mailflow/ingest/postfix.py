@@ -33,9 +33,10 @@ Classic syslog timestamps have no zone and are taken as UTC (see
 
 A value no real log holds never stops a parse: a ``size=`` that is not a number of bytes
 up to 1 TiB (thousands of digits, ``-1``, ``12kB``, empty) or an ``nrcpt=`` that is not a
-count up to a PostgreSQL integer is counted as an unusable line and read as 0 (unknown,
-as for a delivery whose arrival is not in the log), and the message still counts, inbound
-and outbound, so one corrupt number loses one number rather than a message. A time stamp
+count up to a PostgreSQL integer is read as 0 (unknown, as for a delivery whose arrival is
+not in the log), and the message still counts, inbound and outbound, so one corrupt number
+loses one number rather than a message; the line is counted in
+``report.stored_as_zero`` when a fact stored holds that 0. A time stamp
 within a week of the first instant a datetime holds (0001-01-01) or ten minutes of its
 last (9999-12-31) is counted as out of range and its line not used: the parser looks that
 far back and ahead. NUL characters, which a crash can leave in a log file, are dropped;
@@ -371,9 +372,9 @@ class _PostfixReader:
             size = _number(match[2], MAX_MESSAGE_SIZE)
             recipients = _number(match[3], MAX_RECIPIENTS)
             if size is None:
-                self._report.skip(SIZE_OUT_OF_RANGE)
+                message.unusable = SIZE_OUT_OF_RANGE
             elif recipients is None:
-                self._report.skip(RECIPIENTS_OUT_OF_RANGE)
+                message.unusable = RECIPIENTS_OUT_OF_RANGE
             message.size = size or 0
             message.recipients = recipients or 0
 
@@ -491,12 +492,18 @@ class _PostfixReader:
             facts.append(_inbound_fact(host, message, message.client_at))
         for relay, delivery in message.deliveries.items():
             facts.append(_outbound_fact(host, message, relay, delivery))
+        kept_unusable = False  # a fact stored holds the value read as 0
         for fact in facts:
             if len(fact.source_key.encode()) > MAX_SOURCE_KEY_BYTES:
                 self._report.skip(KEY_TOO_LONG)
                 continue
             self._ready.append(fact)
             self._report.found(fact.occurred_at)
+            # Only the inbound fact counts the queued recipients; every fact has the size.
+            kept_unusable |= (message.unusable == SIZE_OUT_OF_RANGE
+                              or fact.direction is Direction.INBOUND)
+        if message.unusable is not None and kept_unusable:
+            self._report.store_as_zero(message.unusable)
 
 
 def _inbound_fact(host: str, message: OpenMessage, arrived: datetime) -> MessageFact:

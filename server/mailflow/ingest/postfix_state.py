@@ -50,6 +50,7 @@ class OpenMessage:
     sender_domain: str | None = None
     size: int = 0
     recipients: int = 0
+    unusable: str | None = None  # the kind of a value of its queued line read as 0
     recipient_domains: set[str] = field(default_factory=set)
     deliveries: dict[str, Delivery] = field(default_factory=dict)
 

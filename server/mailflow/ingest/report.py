@@ -21,6 +21,9 @@ class IngestReport:
     counted there. ``recognized_lines`` counts the lines a parser followed as
     its mail server's (for Postfix, those of smtpd, qmgr, smtp, ...), used or not.
 
+    ``stored_as_zero`` counts lines with a value that could not be used (a size out of
+    range, say) whose facts were stored all the same, with 0 for that value, by kind.
+
     ``first_fact_at`` and ``last_fact_at`` span the facts found, in UTC, leaving out times
     outside the plausible window (see mailflow.ingest.window), which are never stored.
     ``assumed_year`` is the year taken for time stamps that carry none when the
@@ -34,6 +37,7 @@ class IngestReport:
     lines: int = 0
     facts: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    stored_as_zero: Counter[str] = field(default_factory=Counter)
     recognized_lines: int = 0
     first_fact_at: datetime | None = None
     last_fact_at: datetime | None = None
@@ -47,6 +51,10 @@ class IngestReport:
     def skip(self, kind: str) -> None:
         """Count one unusable line of the given kind."""
         self.skipped[kind] += 1
+
+    def store_as_zero(self, kind: str) -> None:
+        """Count one line whose value of the given kind was unusable and stored as 0."""
+        self.stored_as_zero[kind] += 1
 
     def found(self, at: datetime) -> None:
         """Count one fact that occurred at ``at`` (an aware time)."""
@@ -63,14 +71,23 @@ class IngestReport:
         """One line for people, e.g. ``"7534 lines, 180 message facts, skipped lines: ..."``.
 
         Kinds are given as ``kind: count``, most frequent first:
-        ``"skipped lines: malformed postfix line: 2, unparseable timestamp: 1"``.
+        ``"skipped lines: malformed postfix line: 2, unparseable timestamp: 1"``, then those
+        stored as 0: ``"; values stored as 0: size out of range: 1"``.
         """
         text = f"{plural(self.lines, 'line')}, {plural(self.facts, 'message fact')}"
-        if not sum(self.skipped.values()):
-            return f"{text}, no lines skipped"
-        ranked = sorted(self.skipped.items(), key=lambda item: (-item[1], item[0]))
-        kinds = ", ".join(f"{kind}: {count}" for kind, count in ranked)
-        return f"{text}, skipped lines: {kinds}"
+        if sum(self.skipped.values()):
+            text += f", skipped lines: {_by_kind(self.skipped)}"
+        else:
+            text += ", no lines skipped"
+        if sum(self.stored_as_zero.values()):
+            text += f"; values stored as 0: {_by_kind(self.stored_as_zero)}"
+        return text
+
+
+def _by_kind(counts: Counter[str]) -> str:
+    """``"malformed postfix line: 2, unparseable timestamp: 1"``: most frequent first."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{kind}: {count}" for kind, count in ranked)
 
 
 def plural(count: int, noun: str) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from itertools import islice
 from typing import Protocol
 
 import asyncpg
@@ -30,6 +32,7 @@ from mailflow.ingest.postfix import parse_postfix
 from mailflow.ingest.report import IngestReport, plural
 from mailflow.ingest.sources import (
     LINE_TOO_LONG,
+    STDIN,
     display_name,
     input_size,
     newest_file,
@@ -43,6 +46,7 @@ from mailflow.store.organizations import ensure_organization
 log = logging.getLogger("mailflow.ingest")
 
 SHOWN_REJECTIONS = 20
+GUESS_LINES = 20  # lines of a file of another format read to name the command for it
 
 
 class LogParser(Protocol):
@@ -200,15 +204,11 @@ def summary(
         f"{_span(report)}: {result.inserted} new, {result.duplicates} already loaded; "
         f"rollups refreshed for {len(result.touched_days)} day(s)",
     ]
-    if report.skipped:
+    if report.skipped or report.stored_as_zero:
         lines.append(report.summary())
     if report.assumed_year is not None:
         lines.append(_assumed_year(report.assumed_year, year_from))
-    if report.unrecognized_files:
-        article = "an" if log_format.name[:1] in "AEIOU" else "a"
-        lines.append(f"warning: no {log_format.name} log lines found in "
-                     f"{', '.join(report.unrecognized_files)}: "
-                     f"is this {article} {log_format.name} log?")
+    lines.extend(_unrecognized(name, log_format) for name in report.unrecognized_files)
     if report.rejections:
         rejected = report.skipped[REJECTED]
         lines.append(f"{plural(rejected, 'record')} rejected:")
@@ -219,6 +219,58 @@ def summary(
         lines.append(f"error: {len(report.problems)} file(s) could not be read to the end:")
         lines.extend(f"  {problem}" for problem in report.problems)
     return "\n".join(lines)
+
+
+def _unrecognized(name: str, log_format: LogFormat) -> str:
+    """The warning for a file with lines but none of ``log_format``, naming the command
+    that reads it when its first lines are of another format mailflow knows."""
+    warning = f"warning: no {log_format.name} log lines found in {name}: "
+    command = guess_command(name, log_format)
+    if command is None:
+        return warning + f"is this {_article(log_format.name)} {log_format.name} log?"
+    other = _COMMANDS[command]()
+    kind = f"{other.name} records" if other.records else f"{_article(other.name)} {other.name} log"
+    return warning + f"it looks like {kind}: load it with `mailflow ingest {command}`"
+
+
+def guess_command(name: str, log_format: LogFormat) -> str | None:
+    """The ``mailflow ingest`` command of another format whose parser recognizes a line among
+    the first GUESS_LINES of a file (blank lines left out: records allow them); None when
+    none does, or for what is no regular file: standard input or a pipe cannot be read
+    again, and opening a named pipe would wait for a writer."""
+    if name == display_name(STDIN) or not os.path.isfile(name):
+        return None
+    reader = read_log(name, on_problem=_ignore)
+    sample = [line for line in islice(reader, GUESS_LINES) if not line.isspace()]
+    reader.close()
+    for command, make_format in _COMMANDS.items():
+        other = make_format()
+        if other.name == log_format.name:
+            continue
+        report = IngestReport()
+        for _ in other.parse(sample, policy=BoundaryPolicy(), reference_time=None,
+                             report=report):
+            pass
+        if report.recognized_lines:
+            return command
+    return None
+
+
+_COMMANDS: dict[str, Callable[[], LogFormat]] = {  # tried in this order
+    "postfix": partial(postfix_format, None),
+    "exim": exim_format,
+    "exchange": exchange_format,
+    "ndjson": partial(records_format, "ndjson"),
+    "csv": partial(records_format, "csv"),
+}
+
+
+def _article(name: str) -> str:
+    return "an" if name[:1] in "AEIOU" else "a"
+
+
+def _ignore(_: str) -> None:
+    """A problem reading a file again for a guess: the ingest has reported it already."""
 
 
 def _span(report: IngestReport) -> str:

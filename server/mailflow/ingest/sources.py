@@ -28,6 +28,14 @@ LINE_TOO_LONG = "line longer than 65536 characters"
 LONG_LINE = "\n\0"
 _READ_SIZE = MAX_LINE_LENGTH + 1  # a line and its newline
 _RECORD_READ_SIZE = MAX_LINE_LENGTH + 2  # a line of records, and its CR LF
+# How near the length in a gzip trailer is to the bytes decompressed when a block ran into it.
+_TRAILER_SLACK = 1 << 20
+_SMALLEST_GZIP = 18  # a header and a trailer
+
+
+class CorruptBlockError(EOFError):
+    """A gzip file ended inside a compressed block, yet ends with its trailer: it is whole,
+    and the block is corrupt (its stated length or codes run past the end of the data)."""
 
 
 class _CountingReader(io.RawIOBase):
@@ -123,6 +131,8 @@ def read_log(
             yield line
         return count
     except (OSError, EOFError, zlib.error) as error:
+        if isinstance(error, EOFError) and _ends_with_trailer(raw, stream):
+            error = CorruptBlockError()
         on_problem(_problem(name, error, count))
         return count
     finally:
@@ -160,9 +170,35 @@ def _rest_of_line(start: str, readline: Callable[[int], str]) -> str | None:
     return None
 
 
+def _ends_with_trailer(raw: BinaryIO, stream: IO[bytes] | gzip.GzipFile) -> bool:
+    """Whether a gzip file that ended before its end-of-stream marker ends with a trailer.
+
+    Python's gzip says the same (EOFError) for a file cut short and for a corrupt block that
+    runs on to the end of the file. The last four bytes tell them apart: a whole file's give
+    the length of its data (modulo 2**32), near what was decompressed before the end; a cut
+    file's are compressed data, within _TRAILER_SLACK of it once in about 2,000 by chance.
+    Of a file of several gzip members, only the last one's length is there: one cut short
+    or corrupt is called truncated.
+    """
+    if not isinstance(stream, gzip.GzipFile):
+        return False
+    try:
+        if not raw.seekable() or raw.seek(0, os.SEEK_END) < _SMALLEST_GZIP:
+            return False
+        raw.seek(-4, os.SEEK_END)
+        length = int.from_bytes(raw.read(4), "little")
+        decompressed = stream.tell()
+    except (OSError, ValueError):
+        return False
+    gap = (decompressed - length) % (1 << 32)
+    return min(gap, (1 << 32) - gap) <= _TRAILER_SLACK
+
+
 def _problem(name: str, error: BaseException, lines: int) -> str:
     """``"mail.log.2.gz: the gzip stream is truncated after line 802; the lines ..."``."""
-    if isinstance(error, EOFError):
+    if isinstance(error, CorruptBlockError):
+        what = "the gzip data is corrupt (a compressed block runs on into the file's trailer)"
+    elif isinstance(error, EOFError):
         what = "the gzip stream is truncated"
     elif isinstance(error, gzip.BadGzipFile | zlib.error):
         what = f"the gzip data is corrupt ({error})"
