@@ -196,6 +196,29 @@ def test_ingest_ndjson_stores_good_records_names_rejected_ones_and_exits_1(
     assert asyncio.run(stored_facts(database_url)) == 2
 
 
+@pytest.mark.parametrize(("asked", "listed", "after"), [
+    ([], 20, "  ... and 30 more (--rejections N lists up to 1,000)"),
+    (["--rejections", "50"], 50, None),
+    (["--rejections", "0"], 0, "  ... and 50 more (--rejections N lists up to 1,000)"),
+])
+def test_the_summary_lists_as_many_rejected_records_as_asked_and_counts_the_rest(
+    env: dict[str, str], tmp_path: Path, asked: list[str], listed: int, after: str | None,
+) -> None:
+    records = tmp_path / "records.ndjson"
+    records.write_text("".join('{"source_key": "k%d"}\n' % n for n in range(50)))
+
+    result = subprocess.run(
+        [MAILFLOW, "ingest", "ndjson", "--org", "acme", *asked, str(records)],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )
+
+    lines = result.stderr.splitlines()
+    named = [line for line in lines if ", line " in line and "occurred_at is missing" in line]
+    assert len(named) == listed, result.stderr
+    assert "50 records rejected:" in lines
+    assert (after in lines) if after else not any("more" in line for line in lines)
+
+
 def test_ingest_csv_reads_the_header_of_each_file(
     env: dict[str, str], database_url: str, tmp_path: Path,
 ) -> None:

@@ -330,6 +330,9 @@ def ingest_exchange(
     _ingest(org, files, exchange_format(), batch_size)
 
 
+RejectionsOption = Annotated[int, typer.Option(
+    "--rejections", min=0, max=1000,
+    help="Rejected records the summary lists, by file and line (the rest are counted).")]
 WorkersOption = Annotated[int, typer.Option(
     "--workers", min=0, max=64,
     help="Processes that parse and store records; 0: one per core for inputs of 32 MiB or more, "
@@ -339,23 +342,25 @@ WorkersOption = Annotated[int, typer.Option(
 @ingest_app.command("ndjson")
 def ingest_ndjson(
     files: FilesArgument, org: OrgOption, workers: WorkersOption = 0,
-    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    rejections: RejectionsOption = 20, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Load message facts in mailflow's record format as newline-delimited JSON."""
     from mailflow.ingest.run import records_format
 
-    _ingest(org, files, records_format("ndjson"), batch_size, workers=workers)
+    _ingest(org, files, records_format("ndjson"), batch_size, workers=workers,
+            rejections=rejections)
 
 
 @ingest_app.command("csv")
 def ingest_csv(
     files: FilesArgument, org: OrgOption, workers: WorkersOption = 0,
-    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    rejections: RejectionsOption = 20, batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Load message facts in mailflow's record format as CSV, a header line first."""
     from mailflow.ingest.run import records_format
 
-    _ingest(org, files, records_format("csv"), batch_size, workers=workers)
+    _ingest(org, files, records_format("csv"), batch_size, workers=workers,
+            rejections=rejections)
 
 
 @ingest_app.command("tlsrpt")
@@ -381,7 +386,8 @@ def ingest_tlsrpt(
 
 
 def _ingest(
-    org: str, files: list[str], log_format: Any, batch_size: int, *, workers: int = 1
+    org: str, files: list[str], log_format: Any, batch_size: int, *, workers: int = 1,
+    rejections: int = 20,
 ) -> None:
     """Load ``files`` in ``log_format`` (a mailflow.ingest.run.LogFormat) into ``org``."""
     from mailflow.ingest.parallel import worker_count
@@ -395,7 +401,7 @@ def _ingest(
         _stop_on_terminate()
         report, _ = await ingest_files(pool, org, files, log_format,
                                        progress=sys.stdout.isatty(), batch_size=batch_size,
-                                       workers=processes)
+                                       workers=processes, shown_rejections=rejections)
         return bool(report.problems or report.rejections or report.unrecognized_files)
 
     try:

@@ -21,7 +21,7 @@ import asyncpg
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from mailflow.domain import MessageFact
-from mailflow.ingest.canonical import REJECTED, record_parser
+from mailflow.ingest.canonical import MAX_REJECTIONS_LISTED, REJECTED, record_parser
 from mailflow.ingest.classify import load_boundary_policy, load_classifier
 from mailflow.ingest.exchange import parse_exchange
 from mailflow.ingest.exim import parse_exim
@@ -104,6 +104,7 @@ async def ingest_postfix_files(
 async def ingest_files(
     pool: asyncpg.Pool, organization: str, files: Sequence[str], log_format: LogFormat, *,
     progress: bool, batch_size: int = DEFAULT_BATCH_SIZE, workers: int = 1,
+    shown_rejections: int = SHOWN_REJECTIONS,
 ) -> tuple[IngestReport, LoadResult]:
     """Load log files (read as one stream, in the order given) for an organization.
 
@@ -162,8 +163,8 @@ async def ingest_files(
                "facts": report.facts, "inserted": result.inserted,
                "duplicates": result.duplicates, "problems": len(report.problems)},
     )
-    print(summary(organization, log_format, report, result, year_from=newest),
-          file=sys.stderr)
+    print(summary(organization, log_format, report, result, year_from=newest,
+                  shown_rejections=shown_rejections), file=sys.stderr)
     return report, result
 
 
@@ -195,7 +196,7 @@ def _read_files(
 
 def summary(
     organization: str, log_format: LogFormat, report: IngestReport, result: LoadResult, *,
-    year_from: tuple[str, datetime] | None,
+    year_from: tuple[str, datetime] | None, shown_rejections: int = SHOWN_REJECTIONS,
 ) -> str:
     """What an ingest read and stored, and what went wrong, for people (printed on stderr)."""
     lines = [
@@ -212,9 +213,12 @@ def summary(
     if report.rejections:
         rejected = report.skipped[REJECTED]
         lines.append(f"{plural(rejected, 'record')} rejected:")
-        lines.extend(f"  {rejection}" for rejection in report.rejections[:SHOWN_REJECTIONS])
-        if rejected > SHOWN_REJECTIONS:
-            lines.append(f"  ... and {rejected - SHOWN_REJECTIONS} more")
+        listed = report.rejections[:shown_rejections]
+        lines.extend(f"  {rejection}" for rejection in listed)
+        if rejected > len(listed):
+            more = (f" (--rejections N lists up to {MAX_REJECTIONS_LISTED:,})"
+                    if len(listed) < min(rejected, MAX_REJECTIONS_LISTED) else "")
+            lines.append(f"  ... and {rejected - len(listed)} more{more}")
     if report.problems:
         lines.append(f"error: {len(report.problems)} file(s) could not be read to the end:")
         lines.extend(f"  {problem}" for problem in report.problems)
