@@ -205,7 +205,7 @@ def test_the_summary_lists_as_many_rejected_records_as_asked_and_counts_the_rest
     env: dict[str, str], tmp_path: Path, asked: list[str], listed: int, after: str | None,
 ) -> None:
     records = tmp_path / "records.ndjson"
-    records.write_text("".join('{"source_key": "k%d"}\n' % n for n in range(50)))
+    records.write_text("".join(f'{{"source_key": "k{n}"}}\n' for n in range(50)))
 
     result = subprocess.run(
         [MAILFLOW, "ingest", "ndjson", "--org", "acme", *asked, str(records)],
