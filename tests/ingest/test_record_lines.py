@@ -91,6 +91,8 @@ CSV_BODIES = {
     + csv_line(2) + b"\n",
     "CR LF line ends": CSV_HEADER.replace(b"\n", b"\r\n") + csv_line(1) + b"\r\n"
     + csv_line(2) + b"\r\n",
+    "a stray CR before CR LF": CSV_HEADER + csv_line(1) + b"\r\r\n" + csv_line(2) + b"\n",
+    "a last line ended by CR": CSV_HEADER + csv_line(1) + b"\n" + csv_line(2) + b"\r",
 }
 
 
@@ -133,6 +135,9 @@ def test_a_record_is_never_changed_to_be_read_it_is_rejected_naming_why(
         "rejected: the record holds a carriage return (CR) outside quotes; a record is one "
         "line, ended by LF or CR LF")
     assert "not UTF-8 text: byte 0xC3" in rejection("csv, a byte that is not UTF-8", 2)
+    stray_cr = rejection("csv, a lone CR in a field", 2)
+    assert rejection("csv, a stray CR before CR LF", 2) == stray_cr
+    assert rejection("csv, a last line ended by CR", 3) == stray_cr
     assert [reason for _, reason in outcomes["CR LF line ends"]] == [
         "fact k1 fabrikam.example TLS_AES_256_GCM_SHA384",
         "fact k2 fabrikam.example TLS_AES_256_GCM_SHA384",

@@ -105,8 +105,8 @@ async def _store(
 
 async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, str | None]]:
     """(line number, text) for each line of the chunks, as ``mailflow ingest`` reads a file of
-    records (see mailflow.ingest.sources.read_log): a line ends at LF, a CR before it is
-    dropped, bytes that are not UTF-8 are read as lone surrogates for the reader to reject.
+    records (see mailflow.ingest.sources.read_log): a line ends at LF, which it keeps, and
+    bytes that are not UTF-8 are read as lone surrogates for the reader to reject.
     Text is None for a line over MAX_LINE_LENGTH characters; one over MAX_LINE_BYTES is
     skipped without being held."""
     number = 0
@@ -120,7 +120,7 @@ async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[in
                 yield number, None
             else:
                 pending += chunk[start:end]
-                yield number, _text(pending)
+                yield number, _text(pending, ended=True)
             pending.clear()
             too_long = False
             start = end + 1
@@ -130,12 +130,15 @@ async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[in
                 pending.clear()
                 too_long = True
     if pending or too_long:
-        yield number + 1, None if too_long else _text(pending)
+        yield number + 1, None if too_long else _text(pending, ended=False)
 
 
-def _text(line: bytearray) -> str | None:
-    text = line.decode("utf-8", errors="surrogateescape").removesuffix("\r")
-    return None if len(text) > MAX_LINE_LENGTH else text
+def _text(line: bytearray, *, ended: bool) -> str | None:
+    """A line as a file's reader hands it on (its LF kept), or None when it is too long."""
+    text = line.decode("utf-8", errors="surrogateescape")
+    if len(text) - (ended and text.endswith("\r")) > MAX_LINE_LENGTH:
+        return None
+    return text + "\n" if ended else text
 
 
 async def gunzipped(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
