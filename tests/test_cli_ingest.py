@@ -219,6 +219,26 @@ def test_the_summary_lists_as_many_rejected_records_as_asked_and_counts_the_rest
     assert (after in lines) if after else not any("more" in line for line in lines)
 
 
+def test_records_rejected_for_their_values_are_of_the_format_and_a_csv_file_is_not_ndjson(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    sideways = tmp_path / "sideways.ndjson"
+    sideways.write_text('{"source_key": "k1", "occurred_at": "2026-01-27T08:00:00Z", '
+                        '"direction": "SIDEWAYS"}\n\n')
+    table = tmp_path / "table.csv"
+    table.write_text("source_key,occurred_at,direction\nk2,2026-01-27T08:00:00Z,INBOUND\n\n")
+
+    result = subprocess.run(
+        [MAILFLOW, "ingest", "ndjson", "--org", "acme", str(sideways), str(table)],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert f"{sideways}, line 1: direction 'SIDEWAYS' is not one of" in result.stderr
+    assert f"no NDJSON log lines found in {sideways}" not in result.stderr
+    assert f"warning: no NDJSON log lines found in {table}" in result.stderr
+
+
 def test_ingest_csv_reads_the_header_of_each_file(
     env: dict[str, str], database_url: str, tmp_path: Path,
 ) -> None:

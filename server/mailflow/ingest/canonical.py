@@ -95,6 +95,11 @@ class RejectedRecord(ValueError):
     """A record that cannot be a message fact; the text says which value and what is accepted."""
 
 
+class RejectedValue(RejectedRecord):
+    """A record of the format read (a JSON object, a CSV line under its header) whose values
+    cannot be a message fact: the line is one of the format, though not a usable record."""
+
+
 class UnderBadHeader(RejectedRecord):
     """A CSV line after a header that was rejected: the file is not read, the line not listed."""
 
@@ -135,7 +140,7 @@ class RecordReader:
         if not line.isascii():
             _check_utf8(line)
         if self.kind == "ndjson":
-            return fact_from_record(_json_object(line))
+            return _fact_of(_json_object(line))
         if self.columns is None:
             try:
                 self.columns = _csv_header(line)
@@ -143,7 +148,7 @@ class RecordReader:
                 self.bad_header = True
                 raise
             return None
-        return fact_from_record(_csv_record(self.columns, line))
+        return _fact_of(_csv_record(self.columns, line))
 
     def continue_under(self, header: str) -> None:
         """Read CSV lines from the middle of a file, under the file's header line ``header``
@@ -181,7 +186,11 @@ def parse_records(
         except RejectedRecord as error:
             report.skip(REJECTED)
             on_rejection(Rejection(number, str(error)))
+            if isinstance(error, RejectedValue):  # a line of the format all the same
+                report.recognized_lines += 1
             continue
+        if fact is None and not line.removeprefix(BYTE_ORDER_MARK).strip():
+            continue  # a blank line is of no format
         report.recognized_lines += 1
         if fact is not None:
             report.found(fact.occurred_at)
@@ -204,6 +213,13 @@ def record_parser(kind: str) -> Callable[..., Iterator[MessageFact]]:
         return parse_records(lines, kind, report, note)
 
     return parse
+
+
+def _fact_of(record: dict[str, Any]) -> MessageFact:
+    try:
+        return fact_from_record(record)
+    except RejectedRecord as error:
+        raise RejectedValue(str(error)) from None
 
 
 def fact_from_record(record: dict[str, Any]) -> MessageFact:
