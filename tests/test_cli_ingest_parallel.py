@@ -279,3 +279,29 @@ async def test_a_load_by_workers_stopped_midway_says_exactly_how_many_facts_it_k
     assert f"interrupted: {kept} facts loaded so far are kept" in said
     assert "Traceback" not in said
     assert "leaked" not in said
+
+
+def child_processes(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return len(children.read_text().split()) if children.exists() else 0
+
+
+async def test_ctrl_c_while_the_workers_start_prints_no_worker_traceback(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    records = tmp_path / "records.ndjson"
+    records.write_text(ndjson(*(record(n) for n in range(2000))))
+    load = await asyncio.create_subprocess_exec(
+        MAILFLOW, "ingest", "ndjson", "--org", "early", "--workers", "2", str(records), env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    for _ in range(2000):  # the resource tracker and the first worker have been started
+        if child_processes(load.pid) >= 2:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.1)  # the worker runs Python by now, and is still importing
+    os.killpg(load.pid, signal.SIGINT)  # as Ctrl-C reaches the whole process group
+    _, errors = await asyncio.wait_for(load.communicate(), timeout=30)
+
+    assert load.returncode == 130, errors.decode()
+    assert "Traceback" not in errors.decode()

@@ -19,6 +19,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -114,9 +115,11 @@ async def load_records_in_parallel(
     )
     pending: collections.deque[Future[ChunkOutcome]] = collections.deque()
     try:
-        for chunk in _chunks(files, kind, report, batch_size, advance):
+        for number, chunk in enumerate(_chunks(files, kind, report, batch_size, advance)):
             lines_of[chunk.file] += len(chunk.lines)
-            pending.append(executor.submit(_store_chunk, chunk))
+            # The first submissions start the workers: they start ignoring Ctrl-C.
+            with _ctrl_c_ignored() if number < workers else contextlib.nullcontext():
+                pending.append(executor.submit(_store_chunk, chunk))
             if len(pending) > workers:  # a batch for each worker, and one read ahead
                 merge(await _next_outcome(pending))
         while pending:
@@ -131,6 +134,21 @@ async def load_records_in_parallel(
         names[file - 1] for file in sorted(lines_of) if not recognized_of[file]
     )
     return result
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """SIGINT ignored while worker processes are started: they inherit it so, and ignore
+    Ctrl-C from their first instruction, not only once their initializer has run (until then
+    an interruption printed each one's traceback). A Ctrl-C in these milliseconds is lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; a load there is not interrupted so
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 async def _next_outcome(pending: collections.deque[Future[ChunkOutcome]]) -> ChunkOutcome:
