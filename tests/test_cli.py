@@ -163,3 +163,27 @@ def test_a_token_id_that_is_not_plainly_an_id_is_refused_by_the_command_line(tok
     assert result.returncode == 2
     assert f"{token!r} is not a token id" in result.stderr
     assert "database" not in result.stderr
+
+
+@pytest.mark.parametrize(("error", "lost"), [
+    (asyncpg.InterfaceError("cannot call Transaction.__aexit__(): the underlying connection is "
+                            "closed"), True),
+    (asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+     True),
+    (asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator "
+                                           "command"), True),
+    (asyncpg.exceptions.InsufficientPrivilegeError("permission denied for table x"), False),
+])
+def test_a_database_lost_mid_command_is_said_so_with_what_to_do(
+    error: Exception, lost: bool
+) -> None:
+    from mailflow.cli import _database_failure
+
+    said = _database_failure(error)
+
+    assert str(error) in said
+    if lost:
+        assert said.startswith("the connection to the database was lost (")
+        assert said.endswith("when the database is back, run the same command again")
+    else:
+        assert said == f"the database failed: {error}"

@@ -91,8 +91,19 @@ def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(2) from None
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # The database went away or refused a statement mid-command, e.g. its server stopped.
-        typer.echo(f"mailflow: error: the database failed: {error}", err=True)
+        typer.echo(f"mailflow: error: {_database_failure(error)}", err=True)
         raise typer.Exit(1) from None
+
+
+def _database_failure(error: Exception) -> str:
+    """What a database error mid-command means, for people; the driver's words after it."""
+    if isinstance(error, asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError) or (
+        isinstance(error, asyncpg.PostgresError)
+        and getattr(error, "sqlstate", "") in ("57P01", "57P02", "57P03")  # shut down
+    ):
+        return (f"the connection to the database was lost ({error}); what was committed "
+                "is kept: when the database is back, run the same command again")
+    return f"the database failed: {error}"
 
 
 def _configure_logging(settings: Settings) -> None:
