@@ -264,6 +264,21 @@ async def test_a_connection_without_a_valid_reader_token_is_closed_with_4403(
     assert await close_code(address, None, subscription) == 4401
 
 
+@pytest.mark.parametrize("message", [
+    [1], 5,
+    {"id": [1], "type": "subscribe", "payload": {"query": MAIL_FLOW}},
+    {"id": 1, "type": "subscribe", "payload": {"query": MAIL_FLOW}},
+    {"id": {}, "type": "complete"},
+], ids=["array", "number", "subscribe-id-an-array", "subscribe-id-a-number",
+        "complete-id-an-object"])
+async def test_a_message_that_is_no_object_or_has_no_string_id_closes_the_socket_with_4400(
+    address: str, seed: Seed, organization_id: int, message: Any
+) -> None:
+    token = await seed.token(organization_id)
+
+    assert await close_code(address, {"Authorization": f"Bearer {token}"}, message) == 4400
+
+
 async def test_the_token_may_come_with_the_handshake_instead(
     address: str, seed: Seed, organization_id: int
 ) -> None:

@@ -32,6 +32,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    Message,
     SubscribeMessage,
 )
 from strawberry.types.graphql import OperationType
@@ -78,6 +79,8 @@ class SubscriptionsOverWebSocket(SchemaExtension):
         yield
 
 
+INVALID_MESSAGE = 'a graphql-transport-ws message is a JSON object with a "type" string'
+INVALID_ID = 'a subscribe or complete message names its operation by an "id" string'
 SUBSCRIPTIONS_ONLY = (
     "this WebSocket answers subscriptions only: send queries by POST or GET /graphql, "
     "mutations by POST /graphql"
@@ -173,6 +176,20 @@ def _counted_handler(
     token: over the rate limit, the subscription gets an error and does not start."""
 
     class CountedHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, None]):
+        async def handle_message(self, message: Message) -> None:
+            """Close with 4400, as for any invalid message, a message that is no JSON object
+            or names its operation by something other than a string, which strawberry's
+            handler would fail on."""
+            received: object = message
+            if not isinstance(received, dict):
+                await self.handle_invalid_message(INVALID_MESSAGE)
+                return
+            if received.get("type") in ("subscribe", "complete") \
+                    and not isinstance(received.get("id"), str):
+                await self.handle_invalid_message(INVALID_ID)
+                return
+            await super().handle_message(message)
+
         async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
             try:
                 await super().handle_connection_init(message)
