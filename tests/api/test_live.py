@@ -264,6 +264,21 @@ async def test_a_connection_without_a_valid_reader_token_is_closed_with_4403(
     assert await close_code(address, None, subscription) == 4401
 
 
+@pytest.mark.parametrize("message", [
+    [1], 5,
+    {"id": [1], "type": "subscribe", "payload": {"query": MAIL_FLOW}},
+    {"id": 1, "type": "subscribe", "payload": {"query": MAIL_FLOW}},
+    {"id": {}, "type": "complete"},
+], ids=["array", "number", "subscribe-id-an-array", "subscribe-id-a-number",
+        "complete-id-an-object"])
+async def test_a_message_that_is_no_object_or_has_no_string_id_closes_the_socket_with_4400(
+    address: str, seed: Seed, organization_id: int, message: Any
+) -> None:
+    token = await seed.token(organization_id)
+
+    assert await close_code(address, {"Authorization": f"Bearer {token}"}, message) == 4400
+
+
 async def test_the_token_may_come_with_the_handshake_instead(
     address: str, seed: Seed, organization_id: int
 ) -> None:
@@ -352,13 +367,98 @@ async def test_queries_over_the_websocket_and_subscriptions_over_http_are_pointe
     token = await seed.token(organization_id)
     async with subscriber(address, token) as socket_:
         query = await subscribe(socket_, "{ connectors { name } }")
-    async with httpx.AsyncClient(base_url=f"http://{address}") as client:
-        over_http = await client.post("/graphql", json={"query": MAIL_FLOW},
-                                      headers={"Authorization": f"Bearer {token}"})
+    over_http = await post(address, token, {"query": MAIL_FLOW})
 
-    assert query["payload"]["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
-    assert "POST /graphql" in query["payload"]["errors"][0]["message"]
+    assert query["type"] == "error"
+    assert query["payload"][0]["extensions"] == {"code": "BAD_REQUEST"}
+    assert "send queries by POST or GET /graphql" in query["payload"][0]["message"]
     assert over_http.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(("document", "operation_name"), [
+    ("{ __typename }", None),
+    ("mutation { __typename }", None),
+    ("query A { __typename } " + INSIGHTS, "A"),
+], ids=["query", "mutation", "query-picked-from-a-document-with-a-subscription"])
+async def test_an_operation_that_is_no_subscription_is_refused_over_the_websocket_unrun(
+    address: str, seed: Seed, organization_id: int, document: str, operation_name: str | None
+) -> None:
+    token = await seed.token(organization_id)
+    async with subscriber(address, token) as socket_:
+        refused = await send_subscribe(socket_, {"query": document,
+                                                 "operationName": operation_name})
+        # The socket still serves subscriptions, the refused id free again.
+        started = await subscribe(socket_, INSIGHTS)
+
+    assert refused == {"id": "1", "type": "error", "payload": [{
+        "message": refused["payload"][0]["message"], "extensions": {"code": "BAD_REQUEST"}}]}
+    assert refused["payload"][0]["message"] == (
+        "this WebSocket answers subscriptions only: send queries by POST or GET /graphql, "
+        "mutations by POST /graphql")
+    assert started["type"] == "next"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("variables", [1, 2]), ("variables", "x"), ("variables", 5), ("variables", True),
+    ("operationName", 7), ("extensions", [1]),
+])
+async def test_a_subscribe_payload_field_of_the_wrong_json_type_is_refused_as_over_post(
+    address: str, seed: Seed, organization_id: int, field: str, value: Any
+) -> None:
+    token = await seed.token(organization_id)
+    async with subscriber(address, token) as socket_:
+        refused = await send_subscribe(socket_, {"query": MAIL_FLOW, field: value})
+    over_post = await post(address, token, {"query": MAIL_FLOW, field: value})
+
+    assert over_post.status_code == 400
+    assert refused == {"id": "1", "type": "error", "payload": over_post.json()["errors"]}
+    assert refused["payload"][0]["extensions"] == {"code": "BAD_REQUEST"}
+    assert f'"{field}" field must be' in refused["payload"][0]["message"]
+
+
+@pytest.mark.parametrize("payload", [[1], "x", {}, {"query": 5}, {"query": " "}],
+                         ids=["array", "string", "no-query", "query-a-number", "query-blank"])
+async def test_a_subscribe_payload_that_is_no_object_or_has_no_query_is_refused_with_a_reason(
+    address: str, seed: Seed, organization_id: int, payload: Any
+) -> None:
+    token = await seed.token(organization_id)
+    async with subscriber(address, token) as socket_:
+        await socket_.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        refused = await receive(socket_)
+        started = await subscribe(socket_, INSIGHTS)
+
+    assert refused["type"] == "error"
+    (error,) = refused["payload"]
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    assert 'payload must be a JSON object with a "query" string' in error["message"]
+    assert started["type"] == "next"
+
+
+async def test_an_unknown_operation_name_is_refused_as_over_post(
+    address: str, seed: Seed, organization_id: int
+) -> None:
+    token = await seed.token(organization_id)
+    body = {"query": MAIL_FLOW + INSIGHTS, "operationName": "Nowhere"}
+    async with subscriber(address, token) as socket_:
+        refused = await send_subscribe(socket_, body)
+    over_post = await post(address, token, body)
+
+    assert over_post.status_code == 400
+    assert refused == {"id": "1", "type": "error", "payload": over_post.json()["errors"]}
+    assert refused["payload"][0]["extensions"] == {"code": "BAD_REQUEST"}
+    assert '"Nowhere"' in refused["payload"][0]["message"]
+
+
+async def send_subscribe(socket_: ClientConnection, payload: dict[str, Any]) -> dict[str, Any]:
+    """Subscribe with ``payload`` as given; the first message the server answers with."""
+    await socket_.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+    return await receive(socket_)
+
+
+async def post(address: str, token: str, body: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=f"http://{address}") as client:
+        return await client.post("/graphql", json=body,
+                                 headers={"Authorization": f"Bearer {token}"})
 
 
 async def test_a_dropped_listen_connection_is_opened_again_and_pushes_resume(
@@ -452,21 +552,17 @@ query Flow($connectorId: ID) {
 """
 
 
-@pytest.mark.parametrize("over_websocket", [MAIL_FLOW, FLOW_QUERY], ids=["subscription", "query"])
 async def test_a_variable_that_does_not_fit_its_type_has_the_code_and_message_it_has_over_post(
-    address: str, seed: Seed, organization_id: int, over_websocket: str
+    address: str, seed: Seed, organization_id: int
 ) -> None:
     token = await seed.token(organization_id)
     variables = {"connectorId": {"not": "an id"}}
     async with subscriber(address, token) as socket_:
-        refused = await subscribe(socket_, over_websocket, variables)
-    async with httpx.AsyncClient(base_url=f"http://{address}") as client:
-        over_post = await client.post("/graphql", json={"query": FLOW_QUERY,
-                                                        "variables": variables},
-                                      headers={"Authorization": f"Bearer {token}"})
+        refused = await subscribe(socket_, MAIL_FLOW, variables)
+    over_post = await post(address, token, {"query": FLOW_QUERY, "variables": variables})
 
-    # graphql-transport-ws sends a subscription's refusal as "error", a query's as "next".
-    (error,) = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+    assert refused["type"] == "error"
+    (error,) = refused["payload"]
     (posted,) = over_post.json()["errors"]
     assert posted["extensions"] == {"code": "BAD_USER_INPUT"}
     assert error["extensions"] == posted["extensions"]

@@ -100,7 +100,7 @@ def from_json_body(body: bytes) -> GraphQLRequestData:
         )
     if not isinstance(data, dict):
         raise RequestError(f"the request body is JSON but {_kind(data)}, not an object; {SHAPE}")
-    return _request_data(data, "field", SHAPE)
+    return request_data(data, "field", SHAPE)
 
 
 def from_query_string(params: Mapping[str, Any]) -> GraphQLRequestData:
@@ -117,7 +117,7 @@ def from_query_string(params: Mapping[str, Any]) -> GraphQLRequestData:
                 f'the "{name}" query parameter is not valid JSON: pass a JSON object, '
                 'URL-encoded, such as variables=%7B%22start%22%3A%222025-01-01%22%7D'
             ) from None
-    return _request_data(data, "parameter", 'pass the GraphQL document in "query"')
+    return request_data(data, "parameter", 'pass the GraphQL document in "query"')
 
 
 def refuse_unread_parameters(params: QueryParams) -> None:
@@ -141,11 +141,17 @@ def unsupported_content_type(content_type: str) -> UnsupportedContentTypeError:
     return UnsupportedContentTypeError(f"unsupported {given}: {ACCEPTED}")
 
 
-def _request_data(data: Mapping[str, Any], noun: str, guidance: str) -> GraphQLRequestData:
+def request_data(
+    data: Mapping[str, Any], noun: str, guidance: str, *, persisted: bool = True
+) -> GraphQLRequestData:
+    """The operation ``data`` names; RequestError for a field of the wrong JSON type.
+
+    With ``persisted``, a query named by hash in ``extensions.persistedQuery`` may be left out.
+    """
     query = data.get("query")
     extensions = data.get("extensions")
-    # An automatic persisted query names its query by hash and may leave the query out.
-    by_hash = isinstance(extensions, dict) and extensions.get("persistedQuery") is not None
+    by_hash = persisted and isinstance(extensions, dict) \
+        and extensions.get("persistedQuery") is not None
     if not (query is None and by_hash) and (not isinstance(query, str) or not query.strip()):
         raise RequestError(f'the "query" {noun} is missing or not a non-empty string; {guidance}')
     for name, kind in {"variables": dict, "extensions": dict, "operationName": str}.items():

@@ -18,18 +18,21 @@ from datetime import date, timedelta
 from typing import Any, TypeVar, cast
 
 import asyncpg
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError, get_operation_ast
+from graphql import OperationType as DocumentOperationType
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    Message,
     SubscribeMessage,
 )
 from strawberry.types.graphql import OperationType
@@ -41,8 +44,9 @@ from mailflow.api.auth import (
     grant_of_header,
     require_reader,
 )
+from mailflow.api.body import RequestError, request_data
 from mailflow.api.context import Push, RequestContext, SubscriptionContext, TransportError
-from mailflow.api.errors import error_body, escaped_error, log_unavailable
+from mailflow.api.errors import BAD_REQUEST, error_body, escaped_error, log_unavailable
 from mailflow.api.limits import TooManyTokensError, parse_within
 from mailflow.api.ratelimit import RATE_LIMITED, RateLimit, client_key, header_hash
 from mailflow.reports.loaders import ReportLoaders
@@ -75,6 +79,16 @@ class SubscriptionsOverWebSocket(SchemaExtension):
         yield
 
 
+INVALID_MESSAGE = 'a graphql-transport-ws message is a JSON object with a "type" string'
+INVALID_ID = 'a subscribe or complete message names its operation by an "id" string'
+SUBSCRIPTIONS_ONLY = (
+    "this WebSocket answers subscriptions only: send queries by POST or GET /graphql, "
+    "mutations by POST /graphql"
+)
+SUBSCRIBE_SHAPE = (
+    'a subscribe message\'s payload must be a JSON object with a "query" string, such as '
+    '{"query": "subscription { insightsUpdates { insights { kind } } }"}'
+)
 SUBSCRIBE_OVER_WEBSOCKET = (
     "subscriptions are served over WebSocket: open one to /graphql with the "
     "graphql-transport-ws protocol to subscribe; POST /graphql answers queries and mutations"
@@ -162,6 +176,20 @@ def _counted_handler(
     token: over the rate limit, the subscription gets an error and does not start."""
 
     class CountedHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, None]):
+        async def handle_message(self, message: Message) -> None:
+            """Close with 4400, as for any invalid message, a message that is no JSON object
+            or names its operation by something other than a string, which strawberry's
+            handler would fail on."""
+            received: object = message
+            if not isinstance(received, dict):
+                await self.handle_invalid_message(INVALID_MESSAGE)
+                return
+            if received.get("type") in ("subscribe", "complete") \
+                    and not isinstance(received.get("id"), str):
+                await self.handle_invalid_message(INVALID_ID)
+                return
+            await super().handle_message(message)
+
         async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
             try:
                 await super().handle_connection_init(message)
@@ -189,28 +217,49 @@ def _counted_handler(
             await super().handle_subscribe(message)
 
         def _refusal(self, message: SubscribeMessage) -> dict[str, Any] | None:
-            """The error body for a subscription refused before it starts: one too many for
-            the connection, or a document over the token limit (which strawberry's task would
-            only log)."""
+            """The error body for a subscription refused before it starts: a payload, or a
+            field of it, of the wrong JSON type, one subscription too many for the connection, or a
+            document that is over the token limit (which strawberry's task would only log),
+            names no operation it holds, or picks one that is no subscription."""
             if not self.connection_acknowledged or message["id"] in self.operations:
                 return None  # the protocol's own refusals, which close the socket
+            payload = message["payload"]
+            if not isinstance(payload, dict):
+                return error_body(f"the payload is not a JSON object; {SUBSCRIBE_SHAPE}",
+                                  BAD_REQUEST)
+            try:
+                request = request_data(payload, "field", SUBSCRIBE_SHAPE, persisted=False)
+            except RequestError as error:
+                return error_body(str(error), error.code)
             most = self.max_subscriptions_per_connection
             if most is not None and len(self.operations) >= most:
                 return error_body(
                     f"this connection holds {len(self.operations)} subscriptions, the most one "
                     "may (MAILFLOW_MAX_SUBSCRIPTIONS_PER_CONNECTION); complete one first, or "
                     "open another connection", TOO_MANY_SUBSCRIPTIONS)
-            query = message["payload"].get("query")
-            if isinstance(query, str):
-                try:
-                    parse_within(query, self.context.settings.max_query_tokens)
-                except TooManyTokensError as error:
-                    return error_body(str(error), error.code)
-                except GraphQLError:
-                    return None  # a syntax error, answered as any other
-            return None
+            assert request.query is not None
+            try:
+                document = parse_within(request.query, self.context.settings.max_query_tokens)
+            except TooManyTokensError as error:
+                return error_body(str(error), error.code)
+            except GraphQLError:
+                return None  # a syntax error, answered as any other
+            return _operation_refusal(document, request.operation_name)
 
     return CountedHandler
+
+
+def _operation_refusal(document: DocumentNode, operation_name: str | None) -> dict[str, Any] | None:
+    """The error body for a document whose operation the socket does not run: one
+    ``operation_name`` names none of, or one that is no subscription."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is None and operation_name is not None:
+        # The words POST /graphql answers the same request with.
+        reason = CannotGetOperationTypeError(operation_name).as_http_error_reason()
+        return error_body(reason, BAD_REQUEST)
+    if operation is None or operation.operation is DocumentOperationType.SUBSCRIPTION:
+        return None  # several operations and no name, or none: answered as over POST
+    return error_body(SUBSCRIPTIONS_ONLY, BAD_REQUEST)
 
 
 @contextlib.asynccontextmanager
