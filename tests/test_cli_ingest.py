@@ -91,6 +91,26 @@ async def test_absurd_sizes_time_stamps_and_long_lines_are_counted_and_the_rest_
     assert await stored_facts(database_url) == 4
 
 
+async def test_a_delivery_to_a_relay_address_that_is_no_ip_is_summarised_as_skipped(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    sent = ("Jan 27 10:00:02 mx1 postfix/smtp[300]: {queue_id}: to=<x@out.example>, "
+            "relay=mx.out.example[{ip}]:25, delay=1, dsn=2.0.0, status=sent (250 ok)\n")
+    log = tmp_path / "mail.log"
+    log.write_text(
+        sent.format(queue_id="B0000001", ip="198.51.100.300")
+        + sent.format(queue_id="B0000002", ip="198.51.100.30")
+    )
+
+    result = ingest(env, str(log))
+
+    assert result.returncode == 0, result.stderr
+    assert ("2 lines, 1 message fact, skipped lines: "
+            "postfix line whose client or relay address is not an IP address: 1\n"
+            ) in result.stderr
+    assert await stored_facts(database_url) == 1
+
+
 async def test_a_truncated_gzip_is_named_and_the_lines_before_it_are_loaded(
     env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:

@@ -109,3 +109,23 @@ async def test_a_file_that_is_no_tracking_log_is_named_and_its_rows_counted(
             "it looks like a Postfix log: load it with `mailflow ingest postfix`"
             ) in result.stderr
     assert await facts_by_connector(database_url) == []
+
+
+async def test_a_recipient_count_that_is_no_number_is_summarised_only_where_it_is_stored(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "MSGTRK2026030208-1.LOG"
+    log.write_text(
+        "#Fields: date-time,client-ip,server-hostname,source,event-id,internal-message-id,"
+        "message-id,recipient-address,recipient-count,total-bytes\n"
+        "2026-03-02T08:00:00.000Z,203.0.113.25,EX1,SMTP,RECEIVE,1,<a@example.net>,"
+        "ann@example.com,x,1000\n"
+        "2026-03-02T08:00:01.000Z,203.0.113.25,EX1,SMTP,RECEIVE,2,<b@example.net>,,-3,1000\n"
+    )
+
+    result = mailflow(env, "ingest", "exchange", "--org", "acme", str(log))
+
+    assert result.returncode == 0, result.stderr
+    assert ("3 lines, 2 message facts, no lines skipped; "
+            "values stored as 0: recipient count out of range: 1\n") in result.stderr
+    assert await facts_by_connector(database_url) == [("INBOUND", None, 1), ("INBOUND", None, 0)]

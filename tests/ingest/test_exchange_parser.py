@@ -208,11 +208,26 @@ def test_a_send_whose_only_count_is_no_number_is_a_skipped_row_not_a_value_store
     assert (report.skipped, report.stored_as_zero) == ({exchange.RECIPIENTS_OUT_OF_RANGE: 1}, {})
 
 
-def test_a_receive_whose_count_is_no_number_is_stored_with_0_recipients_and_says_so() -> None:
-    facts, report = parse([receive(recipient_address="", recipient_count="many")])
+@pytest.mark.parametrize("count", ["many", "x", "-3", "", str(2**31)])
+def test_a_receive_whose_count_is_no_number_is_stored_with_0_recipients_and_says_so(
+    count: str
+) -> None:
+    facts, report = parse([receive(recipient_address="", recipient_count=count)])
 
     assert [fact.recipients for fact in facts] == [0]
     assert (report.skipped, report.stored_as_zero) == ({}, {exchange.RECIPIENTS_OUT_OF_RANGE: 1})
+
+
+@pytest.mark.parametrize("count", ["x", "-3", "5"])
+def test_the_recipients_listed_are_counted_whatever_the_recipient_count_says(count: str) -> None:
+    facts, report = parse([
+        receive(recipient_address="ann@example.com;bob@example.com", recipient_count=count),
+        send(recipient_count=count),
+    ])
+
+    # The count is not read beside addresses: no value is stored as 0, none is summarised.
+    assert [fact.recipients for fact in facts] == [2, 1]
+    assert (report.skipped, report.stored_as_zero) == ({}, {})
 
 
 def test_the_recipient_count_stands_in_when_no_address_is_listed() -> None:

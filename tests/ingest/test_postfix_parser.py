@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailflow.domain import DeliveryStatus, Direction, MessageFact, TlsVersion
+from mailflow.ingest import postfix
 from mailflow.ingest.network import BoundaryPolicy
 from mailflow.ingest.postfix import parse_postfix
 from mailflow.ingest.report import IngestReport
@@ -199,6 +200,62 @@ def test_a_delivery_whose_arrival_is_before_the_log_is_still_a_fact() -> None:
     assert not report.skipped
 
 
+def delivered(relay: str, recipient: str = "bob@example.org") -> str:
+    """An smtp line: the message A1B2C3D4E5 was sent to ``recipient`` through ``relay``."""
+    return (f"Jan 27 10:00:02 mx1 postfix/smtp[207]: A1B2C3D4E5: to=<{recipient}>, "
+            f"relay={relay}, delay=1, dsn=2.0.0, status=sent (250 ok)\n")
+
+
+@pytest.mark.parametrize("address", ["198.51.100.300", "mx.example.org", "", "ipv6:2001:db8::zz"])
+def test_a_delivery_to_a_relay_address_that_is_no_ip_is_counted_not_stored(address: str) -> None:
+    lines = one_inbound_message(nrcpt="2")
+    lines[2:2] = [
+        delivered(f"mx.example.org[{address}]:25"),
+        delivered("mx.example.net[198.51.100.30]:25", "carol@example.net"),
+    ]
+
+    facts, report = parse_lines(lines)
+
+    # Its direction cannot be judged: the line gives no fact, the message's others count.
+    assert [(fact.direction, fact.peer_ip) for fact in facts] == [
+        (Direction.INBOUND, "203.0.113.5"), (Direction.OUTBOUND, "198.51.100.30"),
+    ]
+    assert report.skipped == {postfix.NO_PEER_ADDRESS: 1}
+    assert report.summary() == (
+        "5 lines, 2 message facts, skipped lines: "
+        "postfix line whose client or relay address is not an IP address: 1"
+    )
+
+
+def test_a_client_address_that_is_no_ip_is_counted_and_the_deliveries_out_still_count() -> None:
+    lines = one_inbound_message()
+    lines[0] = lines[0].replace("[203.0.113.5]", "[203.0.113.500]")
+    lines[2:2] = [delivered("mx.example.org[198.51.100.25]:25")]
+
+    facts, report = parse_lines(lines)
+
+    assert [(fact.direction, fact.peer_ip) for fact in facts] == [
+        (Direction.OUTBOUND, "198.51.100.25"),
+    ]
+    assert report.skipped == {postfix.NO_PEER_ADDRESS: 1}
+
+
+@pytest.mark.parametrize("relay", [
+    "mx1.example.com[private/dovecot-lmtp]", "mx1.example.com[/var/run/dovecot/lmtp]",
+    "none", "local",
+])
+def test_an_smtp_delivery_to_a_socket_or_no_host_is_neither_outbound_nor_skipped(
+    relay: str
+) -> None:
+    lines = one_inbound_message()
+    lines[2:2] = [delivered(relay)]
+
+    facts, report = parse_lines(lines)
+
+    assert [fact.direction for fact in facts] == [Direction.INBOUND]
+    assert report.skipped == {}
+
+
 def test_messages_still_open_at_the_end_are_flushed_and_unqueued_ones_are_not_messages() -> None:
     facts, _ = parse("open_at_end.log")
 
@@ -340,7 +397,8 @@ def test_unusable_lines_are_counted_by_kind_and_do_not_stop_the_parse() -> None:
 
     assert report.skipped == {
         "unparseable timestamp": 1,
-        "malformed postfix line": 4,
+        "malformed postfix line": 3,
+        "postfix line whose client or relay address is not an IP address": 1,
         "postfix line without syslog header": 1,
     }
     assert report.stored_as_zero == {}  # size=big of a message that expired: no fact holds it
@@ -355,7 +413,8 @@ def test_the_report_summary_names_counts_and_kinds() -> None:
     _, report = parse("unusable_lines.log")
 
     assert report.summary() == (
-        "22 lines, 1 message fact, skipped lines: malformed postfix line: 4, "
+        "22 lines, 1 message fact, skipped lines: malformed postfix line: 3, "
+        "postfix line whose client or relay address is not an IP address: 1, "
         "postfix line without syslog header: 1, unparseable timestamp: 1"
     )
 

@@ -42,6 +42,8 @@ are not. An inbound fact is keyed by the receiving server, ``internal-message-id
 ``connector-id`` (``SERVER\\Default SERVER``, ``Outbound to partner``) names the route, and
 is given to the fact in ``routes``. The recipients are those of ``recipient-address``
 (separated by ``;``), or ``recipient-count`` when it lists none; the size is ``total-bytes``.
+``recipient-count`` is not read beside listed addresses, which say more than a number: a
+value there that is no count changes nothing and is not reported.
 
 TLS: message tracking rows do not say which TLS version a hop used. A row whose
 ``source-context`` or ``custom-data`` names one (``TlsVersion=TLS1.2``, ``tls=TLSv1.3``)
@@ -120,9 +122,9 @@ def parse_exchange(
 
     ``reference_time`` is not needed (every row carries its full date) and is ignored.
     Memory is bounded by the sends of the last hour. Rows that are Exchange events but
-    cannot be used are counted in ``report.skipped``; nothing in the input raises. A size or
-    recipient count that is no number in range is read as 0, and counted in
-    ``report.stored_as_zero`` once a fact holding it is stored.
+    cannot be used are counted in ``report.skipped``; nothing in the input raises. A size, or
+    a recipient count read for a row that lists no recipient, that is no number in range is
+    read as 0, and counted in ``report.stored_as_zero`` once a fact holding it is stored.
     """
     del reference_time
     yield from _ExchangeReader(policy, report).stream(lines)

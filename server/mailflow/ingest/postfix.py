@@ -13,6 +13,9 @@ and logs TLS once per connection, tied to the message only by the process id:
   handshake that process logged to that relay's address. Deferred attempts do not
   count; the later ``status=sent`` does. Local delivery (lmtp, local, virtual,
   pipe; relay=local, relay=none, a socket path) is never outbound.
+- A ``client=`` or delivered ``relay=`` whose address in brackets is no IP address (a
+  corrupt ``[198.51.100.300]``) cannot be judged internal or external: that line is
+  counted in ``report.skipped`` and gives no fact; the message's other facts still count.
 - Content filters (amavis on 127.0.0.1:10024, re-injecting on :10025) hand the
   message back under a new queue id: the hop into the filter goes to an internal
   relay (not outbound), the re-injection comes from an internal client or carries
@@ -74,6 +77,7 @@ MALFORMED = "malformed postfix line"
 UNPARSEABLE_TIMESTAMP = "unparseable timestamp"
 TIMESTAMP_OUT_OF_RANGE = "timestamp out of range"
 NO_HEADER = "postfix line without syslog header"
+NO_PEER_ADDRESS = "postfix line whose client or relay address is not an IP address"
 SIZE_OUT_OF_RANGE = "size out of range"
 RECIPIENTS_OUT_OF_RANGE = "recipient count out of range"
 KEY_TOO_LONG = "host, queue id or relay too long"
@@ -313,10 +317,13 @@ class _PostfixReader:
             return
         open_bracket = client.find("[")
         close_bracket = client.find("]", open_bracket + 1)
-        ip = _bare_ip(client[open_bracket + 1 : close_bracket])
-        internal = self._is_internal(ip) if 0 <= open_bracket < close_bracket else None
-        if internal is None or not queue_id.isalnum():
+        if not 0 <= open_bracket < close_bracket or not queue_id.isalnum():
             self._report.skip(MALFORMED)
+            return
+        ip = _bare_ip(client[open_bracket + 1 : close_bracket])
+        internal = self._is_internal(ip)
+        if internal is None:
+            self._report.skip(NO_PEER_ADDRESS)
             return
 
         message_key = (host, queue_id)
@@ -423,8 +430,14 @@ class _PostfixReader:
         if open_bracket < 0 or close_bracket < 0:
             return  # relay=none, relay=local, relay=private/...: not a network hop
         ip = _bare_ip(relay[open_bracket + 1 : close_bracket])
-        if self._is_internal(ip) is not False:
-            return  # an internal relay, or a socket path such as [/var/run/dovecot/lmtp]
+        if "/" in ip:
+            return  # a socket path such as [private/dovecot-lmtp]: not a network hop
+        internal = self._is_internal(ip)
+        if internal is None:
+            self._report.skip(NO_PEER_ADDRESS)
+            return
+        if internal:
+            return  # an internal relay, such as a content filter on 127.0.0.1
 
         if message is None:  # arrived before the log began
             message = self._messages[(host, queue_id)] = OpenMessage(queue_id, at, queued=True)
