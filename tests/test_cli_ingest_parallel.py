@@ -207,7 +207,7 @@ async def test_a_load_by_workers_killed_midway_leaves_no_worker_and_loads_alike_
             await asyncio.sleep(0.05)
         load.send_signal(signal.SIGKILL)
         await asyncio.wait_for(load.wait(), timeout=10)
-        for _ in range(100):  # each worker's session ends with the worker
+        for _ in range(300):  # each worker's session ends with the worker
             sessions = await connection.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mailflow'")
             if sessions == 0:
