@@ -305,3 +305,40 @@ async def test_ctrl_c_while_the_workers_start_prints_no_worker_traceback(
 
     assert load.returncode == 130, errors.decode()
     assert "Traceback" not in errors.decode()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
+
+
+async def test_a_load_killed_while_a_worker_starts_leaves_no_worker_waiting(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    records = tmp_path / "records.ndjson"
+    records.write_text(ndjson(*(record(n) for n in range(2000))))
+    load = await asyncio.create_subprocess_exec(
+        MAILFLOW, "ingest", "ndjson", "--org", "orphans", "--workers", "2", str(records), env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(2000):  # the resource tracker and the first worker have been started
+        if len(children_of(load.pid)) >= 2:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.1)  # the worker is importing, before it can ask to die with us
+    started = children_of(load.pid)
+    load.send_signal(signal.SIGKILL)
+    await load.wait()
+
+    for _ in range(300):
+        if not any(process_alive(pid) for pid in started):
+            break
+        await asyncio.sleep(0.1)
+    assert not any(process_alive(pid) for pid in started)

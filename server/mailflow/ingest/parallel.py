@@ -111,7 +111,7 @@ async def load_records_in_parallel(
 
     executor = ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker, initargs=(address, organization_id, kind),
+        initializer=_start_worker, initargs=(address, organization_id, kind, os.getpid()),
     )
     pending: collections.deque[Future[ChunkOutcome]] = collections.deque()
     try:
@@ -268,12 +268,18 @@ class _Worker:
 _worker: _Worker | None = None
 
 
-def _start_worker(address: DatabaseAddress, organization_id: int, kind: str) -> None:
-    """Make this worker process's connection; the process ends with the one that started it
-    and leaves interrupting (Ctrl-C reaches the whole process group) to it."""
+def _start_worker(
+    address: DatabaseAddress, organization_id: int, kind: str, parent: int
+) -> None:
+    """Make this worker process's connection; the process ends with ``parent``, the one that
+    started it, and leaves interrupting (Ctrl-C reaches the whole process group) to it."""
     global _worker
     with contextlib.suppress(OSError, AttributeError):  # Linux only; elsewhere a best effort
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        # The parent ended while this process was starting, before it could be told to end
+        # with it: nothing will send it work, nor end it (it holds its queue's other end).
+        os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = _Worker(address, organization_id, kind)
     # What the worker holds from now on lives for a batch, and reference counting frees it
