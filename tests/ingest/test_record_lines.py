@@ -14,7 +14,7 @@ import pytest
 from mailflow.domain import MessageFact
 from mailflow.ingest.canonical import RecordReader, RejectedRecord
 from mailflow.ingest.push import numbered_lines
-from mailflow.ingest.sources import MAX_LINE_LENGTH, read_log
+from mailflow.ingest.sources import LONG_LINE, MAX_LINE_LENGTH, read_log
 
 RECORD = {"source_key": "k{n}", "occurred_at": "2026-03-01T10:00:00Z", "direction": "INBOUND",
           "sender_domain": "fabrikam.example", "tls_cipher": "TLS_AES_256_GCM_SHA384"}
@@ -37,7 +37,7 @@ def read(kind: str, lines: list[tuple[int, str | None]]) -> Outcome:
     reader, outcome = RecordReader(kind), []
     for number, line in lines:
         try:
-            fact: MessageFact | None = reader.read(number, line if line is not None else "\n\0")
+            fact: MessageFact | None = reader.read(number, LONG_LINE if line is None else line)
         except RejectedRecord as error:
             outcome.append((number, f"rejected: {error}"))
             continue

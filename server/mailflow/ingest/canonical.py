@@ -289,9 +289,13 @@ def _check_utf8(line: str) -> None:
 def _csv_error(line: str, error: csv.Error, what: str) -> RejectedRecord:
     """The rejection of a line the csv module cannot read, in words for people."""
     if "\r" in _without_line_end(line):
-        return RejectedRecord(f"{what} holds a carriage return (CR) outside quotes; a record "
-                              "is one line, ended by LF or CR LF")
+        return _stray_cr(what)
     return RejectedRecord(f"{what} is not a CSV line ({error})")
+
+
+def _stray_cr(what: str) -> RejectedRecord:
+    return RejectedRecord(f"{what} holds a carriage return (CR) outside quotes; a record is "
+                          "one line, ended by LF or CR LF")
 
 
 def _without_line_end(line: str) -> str:
@@ -333,7 +337,7 @@ def _csv_header(line: str) -> tuple[str, ...]:
 
 def _csv_record(columns: tuple[str, ...], line: str) -> dict[str, Any]:
     if _without_line_end(line).endswith("\r"):  # read by csv as a line end: a stray CR
-        raise _csv_error(line, csv.Error("a CR at the end"), "the record")
+        raise _stray_cr("the record")
     try:
         values = next(csv.reader([line]))
     except csv.Error as error:
